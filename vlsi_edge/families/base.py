@@ -1,0 +1,142 @@
+"""What every family adapter provides: the one place model-specific knowledge lives.
+
+The distillation and export code never touch `model.model.text_model` or a chat template directly;
+they ask the adapter. A new family is one file subclassing `Family` plus a line in `FAMILIES`.
+
+Shapes used in docstrings: B batch, L sequence length, D hidden size, V vocabulary size.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # label value that cross-entropy skips (prompt, image and pad tokens)
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Dimensions of a small random model of any family (tests, the toy zoo, real-size benchmarks)."""
+
+    text_layers: int = 2
+    text_hidden: int = 64
+    text_heads: int = 4
+    text_kv_heads: int = 2
+    text_intermediate: int = 128
+    vision_layers: int = 1
+    vision_hidden: int = 32
+    vision_heads: int = 2
+    vision_intermediate: int = 64
+    image_size: int = 96
+    patch_size: int = 16
+
+
+class Family:
+    """Base adapter. Subclasses set the class attributes and implement the `_`-free abstract methods."""
+
+    name: ClassVar[str]
+    model_class: ClassVar[type[PreTrainedModel]]
+    special_tokens: ClassVar[tuple[str, ...]]  # family tokens the tokenizer must hold
+    image_token: ClassVar[str]  # the placeholder each image embedding replaces
+    eos_token: ClassVar[str]  # ends an assistant turn; generation stops on it
+
+    # ---- building -------------------------------------------------------------------------------
+    def tiny_config(self, tokenizer: PreTrainedTokenizerBase, spec: TinySpec) -> PretrainedConfig:
+        raise NotImplementedError
+
+    def build_processor(self, tokenizer: PreTrainedTokenizerBase, spec: TinySpec) -> Any:
+        """The family's processor (image processor + tokenizer), built in code with explicit settings."""
+        raise NotImplementedError
+
+    def load_processor(self, path: str | Path) -> Any:
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(path)
+
+    def tokenizer(self, processor: Any) -> PreTrainedTokenizerBase:
+        return processor.tokenizer
+
+    # ---- prompts and inputs ---------------------------------------------------------------------
+    def prompt(self, question: str, history: tuple[tuple[str, str], ...] = ()) -> str:
+        """Chat text up to (and including) the assistant marker; the image goes in the first user turn."""
+        raise NotImplementedError
+
+    def answer_text(self, answer: str) -> str:
+        """What follows the prompt in a training example: the answer and the end-of-turn token."""
+        return f" {answer}{self.eos_token}"
+
+    def process(self, processor: Any, images: list, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Run the processor on one image per text; returns unpadded per-sample tensors (batch of 1)."""
+        out = processor(images=[[im] for im in images], text=texts, return_tensors="pt")
+        return dict(out)
+
+    def image_token_count(self, processor: Any, image_size: int) -> int:
+        """How many embeddings one image becomes (measured by processing a blank image)."""
+        blank = Image.new("RGB", (image_size, image_size))
+        ids = self.process(processor, [blank], [self.prompt("")])["input_ids"]
+        return int((ids == self.tokenizer(processor).convert_tokens_to_ids(self.image_token)).sum())
+
+    # ---- module access --------------------------------------------------------------------------
+    def language_model(self, model: PreTrainedModel) -> nn.Module:
+        """The decoder stack (has .layers, .norm, .embed_tokens)."""
+        raise NotImplementedError
+
+    def vision_modules(self, model: PreTrainedModel) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def projector_modules(self, model: PreTrainedModel) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def decoder_layers(self, model: PreTrainedModel) -> nn.ModuleList:
+        return self.language_model(model).layers
+
+    def final_norm(self, model: PreTrainedModel) -> nn.Module:
+        return self.language_model(model).norm
+
+    def lm_head(self, model: PreTrainedModel) -> nn.Linear:
+        return model.lm_head
+
+    def embed_tokens(self, model: PreTrainedModel) -> nn.Embedding:
+        return self.language_model(model).embed_tokens
+
+    def hidden_size(self, model: PreTrainedModel) -> int:
+        return self.embed_tokens(model).embedding_dim
+
+    def module_groups(self, model: PreTrainedModel) -> dict[str, list[nn.Module]]:
+        """Disjoint groups covering every parameter: vision, projector, language (incl. lm_head)."""
+        language = [self.language_model(model), self.lm_head(model)]
+        return {
+            "vision": self.vision_modules(model),
+            "projector": self.projector_modules(model),
+            "language": language,
+        }
+
+    # ---- loading --------------------------------------------------------------------------------
+    def load(self, source: str | Path | PretrainedConfig, dtype: torch.dtype = torch.float32, **kwargs):
+        """A model from a local directory (checked for missing weights) or from an in-code config."""
+        if isinstance(source, PretrainedConfig):
+            return self.model_class(source).to(dtype)
+        path = Path(source)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: not a model directory (no config.json)")
+        model, info = self.model_class.from_pretrained(path, dtype=dtype, output_loading_info=True, **kwargs)
+        missing = [k for k in info.get("missing_keys", []) if "lm_head" not in k or not _tied(model)]
+        if missing:
+            raise ValueError(
+                f"{path}: checkpoint is missing {len(missing)} weights (e.g. {missing[:3]}); it was probably "
+                "saved by another transformers version or another family"
+            )
+        return model
+
+
+def _tied(model: PreTrainedModel) -> bool:
+    return bool(getattr(model.config.get_text_config(), "tie_word_embeddings", False))

@@ -1,0 +1,99 @@
+"""LLaVA: vision tower -> MLP projector -> decoder; the paper's ablation family (LLaVA-OneVision).
+
+The tiny config uses LLaVA-OneVision's stack — a SigLIP vision tower, a 2-layer GELU projector and
+a Qwen2 decoder — at one fixed resolution, so every image is `(image_size / patch_size)^2` tokens.
+(LLaVA-OneVision's any-resolution tiling is an image-processor feature that adds tokens per tile;
+the distillation and export code see the same three module groups either way.) Real LLaVA-1.5 /
+LLaVA-OneVision checkpoints load through the same class from a local path.
+"""
+
+from __future__ import annotations
+
+from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+from vlsi_edge.families.base import Family, TinySpec
+
+
+class LlavaFamily(Family):
+    name = "llava"
+    model_class = LlavaForConditionalGeneration
+    image_token = "<image>"
+    eos_token = "<|im_end|>"
+    special_tokens = ("<image>",)
+
+    def tiny_config(self, tokenizer, spec: TinySpec) -> LlavaConfig:
+        ids = tokenizer.convert_tokens_to_ids
+        text = dict(
+            model_type="qwen2",
+            vocab_size=len(tokenizer),
+            hidden_size=spec.text_hidden,
+            intermediate_size=spec.text_intermediate,
+            num_hidden_layers=spec.text_layers,
+            num_attention_heads=spec.text_heads,
+            num_key_value_heads=spec.text_kv_heads,
+            max_position_embeddings=1024,
+            bos_token_id=ids("<|im_start|>"),
+            eos_token_id=ids(self.eos_token),
+            pad_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=False,
+        )
+        vision = dict(
+            model_type="siglip_vision_model",
+            hidden_size=spec.vision_hidden,
+            intermediate_size=spec.vision_intermediate,
+            num_hidden_layers=spec.vision_layers,
+            num_attention_heads=spec.vision_heads,
+            image_size=spec.image_size,
+            patch_size=spec.patch_size,
+        )
+        return LlavaConfig(
+            text_config=text,
+            vision_config=vision,
+            image_token_index=ids(self.image_token),
+            image_seq_length=(spec.image_size // spec.patch_size) ** 2,
+            vision_feature_select_strategy="full",  # SigLIP has no CLS token to drop
+            vision_feature_layer=-1,
+            tie_word_embeddings=False,
+        )
+
+    def build_processor(self, tokenizer, spec: TinySpec) -> LlavaProcessor:
+        image_processor = LlavaImageProcessorPil(
+            size={"height": spec.image_size, "width": spec.image_size},
+            crop_size={"height": spec.image_size, "width": spec.image_size},
+            do_center_crop=False,
+            image_mean=[0.5, 0.5, 0.5],
+            image_std=[0.5, 0.5, 0.5],
+            resample=2,
+        )
+        return LlavaProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            patch_size=spec.patch_size,
+            vision_feature_select_strategy="full",
+            image_token=self.image_token,
+        )
+
+    def process(self, processor, images, texts):
+        return dict(processor(images=images, text=texts, return_tensors="pt"))
+
+    def prompt(self, question, history=()):
+        turns = []
+        for i, (user, assistant) in enumerate(history):
+            turns.append(f"<|im_start|>user\n{'<image>' + chr(10) if i == 0 else ''}{user}<|im_end|>\n")
+            turns.append(f"<|im_start|>assistant\n{assistant}<|im_end|>\n")
+        image = "" if history else "<image>\n"
+        turns.append(f"<|im_start|>user\n{image}{question}<|im_end|>\n<|im_start|>assistant\n")
+        return "".join(turns)
+
+    def answer_text(self, answer: str) -> str:
+        return f"{answer}{self.eos_token}"
+
+    def language_model(self, model):
+        return model.model.language_model
+
+    def vision_modules(self, model):
+        return [model.model.vision_tower]
+
+    def projector_modules(self, model):
+        return [model.model.multi_modal_projector]
