@@ -33,12 +33,12 @@ class DataConfig:
     seed: int = option(0, "ShapesVQA seed (scenes, questions, splits)")
     image_size: int = option(96, "ShapesVQA rendered image size in pixels")
     noise: float = option(0.04, "ShapesVQA background noise level (0 disables)")
-    eval_size: int = option(1000, "items of each ShapesVQA evaluation split (val/test/holdout) to score")
+    eval_size: int | None = option(None, "cap on items scored per evaluation split (null: the whole split)")
 
     def __post_init__(self):
         if self.image_size < 24:
             raise ConfigError(f"data.image_size: {self.image_size} is too small; use >= 24")
-        if self.eval_size < 1:
+        if self.eval_size is not None and self.eval_size < 1:
             raise ConfigError(f"data.eval_size: {self.eval_size} must be >= 1")
 
 

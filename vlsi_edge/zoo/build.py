@@ -162,4 +162,4 @@ def build_zoo(names: tuple[str, ...] = tuple(RECIPES), out_dir: Path = ZOO_DIR) 
 
 def _summary(result: dict) -> dict:
     """Keep the numbers a card needs: overall and per-family accuracy and the item count."""
-    return {k: result[k] for k in ("accuracy", "n", "per_family") if k in result}
+    return {k: result[k] for k in ("accuracy", "total", "per_family") if k in result}
