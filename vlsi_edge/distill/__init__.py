@@ -1,0 +1,43 @@
+"""VLsI distillation: verbalizers, distillation losses, adaptive layer matching."""
+
+from vlsi_edge.distill.losses import (
+    IGNORE_INDEX,
+    answer_cross_entropy,
+    answer_kl,
+    answer_kl_per_sample,
+    answer_mask,
+    kl_divergence,
+    masked_mean,
+)
+from vlsi_edge.distill.matching import STRATEGIES, MatchResult, adaptive_temperature, match_layers, search_range
+from vlsi_edge.distill.verbalizer import (
+    VerbFFN,
+    Verbalizers,
+    check_target_layers,
+    load_verbalizers,
+    save_verbalizers,
+    target_layers,
+    verbalize,
+)
+
+__all__ = [
+    "IGNORE_INDEX",
+    "STRATEGIES",
+    "MatchResult",
+    "VerbFFN",
+    "Verbalizers",
+    "adaptive_temperature",
+    "answer_cross_entropy",
+    "answer_kl",
+    "answer_kl_per_sample",
+    "answer_mask",
+    "check_target_layers",
+    "kl_divergence",
+    "load_verbalizers",
+    "masked_mean",
+    "match_layers",
+    "save_verbalizers",
+    "search_range",
+    "target_layers",
+    "verbalize",
+]
