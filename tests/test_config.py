@@ -71,7 +71,16 @@ def test_override_values_parse_as_yaml():
 def test_describe_lists_every_key_with_help():
     lines = describe(RunConfig)
     assert any(line.strip().startswith("model.dtype = 'float32'") and "compute dtype" in line for line in lines)
-    assert len(lines) == 14
+    assert any(line.strip().startswith("train.sft.lr = 0.0005") for line in lines)
+    assert all(not line.endswith("]  ") for line in lines), "every key needs a help text"
+
+
+def test_partial_section_keeps_the_fields_own_defaults():
+    """train.sft has its own default lr; overriding only its steps must not reset it to StageConfig's."""
+    default = RunConfig().train.sft
+    config = load_config(RunConfig, overrides=["train.sft.steps=5"])
+    assert config.train.sft.steps == 5
+    assert config.train.sft.lr == default.lr != type(default)().lr
 
 
 SHIPPED = sorted([*(ROOT / "train").glob("*.yaml"), *(ROOT / "export").glob("*.yaml")])

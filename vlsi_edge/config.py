@@ -127,6 +127,10 @@ def _build(cls: type[T], data: dict, prefix: str, source: str) -> T:
         if name not in fields:
             known = ", ".join(sorted(fields))
             raise ConfigError(f"{prefix}{name}: unknown key (from {source}); known keys here: {known}")
+        field = fields[name]
+        if dataclasses.is_dataclass(hints[name]) and isinstance(value, dict) and field.default_factory is not dataclasses.MISSING:
+            # A partial section keeps the *field's* defaults (e.g. train.sft's own lr), not the class's.
+            value = _merge(dataclasses.asdict(field.default_factory()), value)
         kwargs[name] = _coerce(value, hints[name], prefix + name, source)
     try:
         return cls(**kwargs)
@@ -211,15 +215,15 @@ def dump_yaml(config: Any) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 
 
-def describe(cls: type, prefix: str = "") -> list[str]:
+def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[str]:
     """One line per key: dotted name, default and help text (for --help)."""
+    defaults = cls() if defaults is None else defaults
     lines = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        tp = hints[f.name]
+        tp, default = hints[f.name], getattr(defaults, f.name)
         if dataclasses.is_dataclass(tp):
-            lines += describe(tp, prefix + f.name + ".")
+            lines += describe(tp, prefix + f.name + ".", default)
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         lines.append(f"  {prefix}{f.name} = {default!r}  [{_type_name(tp)}]  {f.metadata.get('help', '')}")
     return lines

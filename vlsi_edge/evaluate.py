@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedModel
 
-from vlsi_edge.data import VQASample, score
+from vlsi_edge.data import ShapesConfig, ShapesVQA, VQASample, score
 from vlsi_edge.families import Family, build_batch
 
 log = logging.getLogger(__name__)
@@ -65,3 +65,18 @@ def evaluate(
     """Exact-match accuracy overall and per question family (see `vlsi_edge.data.score`)."""
     predictions = generate_answers(model, family, processor, samples, batch_size, progress=progress)
     return score(predictions, list(samples))
+
+
+EVAL_SPLITS = ("val", "test", "holdout")
+
+
+def evaluate_splits(
+    model: PreTrainedModel, family: Family, processor: Any, data: ShapesConfig, eval_size: int | None = None
+) -> dict[str, dict]:
+    """ShapesVQA accuracy on val / test / holdout (whole splits unless `eval_size` caps them)."""
+    results = {}
+    for split in EVAL_SPLITS:
+        dataset = ShapesVQA(split, config=data)
+        n = len(dataset) if eval_size is None else min(eval_size, len(dataset))
+        results[split] = evaluate(model, family, processor, [dataset[i] for i in range(n)])
+    return results

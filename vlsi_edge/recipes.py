@@ -30,6 +30,7 @@ class ModelConfig:
 class DataConfig:
     dataset: str = option("shapes", "'shapes' (built-in ShapesVQA) or a LLaVA-style JSON / JSONL file")
     image_root: str | None = option(None, "folder that image paths in the dataset are relative to")
+    eval_dataset: str | None = option(None, "with a dataset file: a conversation file scored by exact match")
     seed: int = option(0, "ShapesVQA seed (scenes, questions, splits)")
     image_size: int = option(96, "ShapesVQA rendered image size in pixels")
     noise: float = option(0.04, "ShapesVQA background noise level (0 disables)")
@@ -43,9 +44,79 @@ class DataConfig:
 
 
 @dataclass
+class DistillConfig:
+    method: Literal["vlsi", "sft", "final-kd"] = option(
+        "vlsi", "vlsi: verbalize -> interact -> SFT; final-kd: final-layer KL -> SFT; sft: SFT only (same budget)"
+    )
+    student_layers: list[int] | None = option(None, "student target layers (null: from stride/offset)")
+    teacher_layers: list[int] | None = option(None, "teacher target layers (null: from stride/offset)")
+    student_stride: int = option(1, "every n-th student decoder layer is a target (paper: 4; the last layer never is)")
+    student_offset: int = option(0, "first student target layer (paper: 2)")
+    teacher_stride: int = option(1, "every n-th teacher decoder layer is a target (paper: 4; the last layer never is)")
+    teacher_offset: int = option(0, "first teacher target layer (paper: 2)")
+    verbalizer: Literal["residual", "plain"] = option(
+        "residual", "residual: h + ffn(h) with zero-init (starts as the logit lens); plain: the paper's ffn(h)"
+    )
+    matching: Literal["adaptive", "uniform", "bottom1", "random"] = option("adaptive", "layer matching strategy")
+    search_range: bool = option(True, "restrict candidates to the search range")
+    order: bool = option(True, "order preservation: each match lies deeper than the previous one")
+    match_temperature: float | None = option(None, "fixed sampling temperature (null: adaptive, the paper's)")
+    temperature_scale: float = option(2.0, "adaptive temperature = scale / (max KL - min KL + eps)")
+    match_per: Literal["batch", "sample"] = option("batch", "one matching per batch (batch-mean KLs) or per sample")
+    kl: Literal["forward", "reverse"] = option("forward", "forward: KL(teacher || student); reverse: KL(student || teacher)")
+    kd_temperature: float = option(1.0, "softmax temperature of the distillation KL")
+    layer_weight: float = option(1.0, "weight of the matched-layer KL terms")
+    final_weight: float = option(1.0, "weight of the last-layer KL term")
+    chunk_size: int = option(0, "compute KLs over chunks of this many positions (0: all at once)")
+
+    def __post_init__(self):
+        for name in ("student_stride", "teacher_stride"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"distill.{name}: {getattr(self, name)} must be >= 1")
+        if self.match_temperature is not None and self.match_temperature <= 0:
+            raise ConfigError(f"distill.match_temperature: {self.match_temperature} must be > 0 (or null)")
+
+
+@dataclass
+class StageConfig:
+    steps: int = option(100, "optimizer steps")
+    lr: float = option(1e-3, "peak learning rate (cosine decay to lr_min)")
+    lr_min: float = option(1e-5, "final learning rate")
+    warmup: int = option(10, "linear warm-up steps")
+
+    def __post_init__(self):
+        if self.steps < 0:
+            raise ConfigError(f"steps: {self.steps} must be >= 0")
+        if self.lr <= 0 or self.lr_min < 0:
+            raise ConfigError(f"lr: {self.lr} must be > 0 and lr_min: {self.lr_min} >= 0")
+
+
+@dataclass
+class TrainConfig:
+    verbalize: StageConfig = option(StageConfig(steps=150, lr=2e-3), "step 1: verbalizers (backbones frozen)")
+    interact: StageConfig = option(StageConfig(steps=300, lr=5e-4), "step 2: adaptive layer matching")
+    sft: StageConfig = option(StageConfig(steps=300, lr=5e-4), "step 3: supervised fine-tuning")
+    batch_size: int = option(32, "examples per optimizer step (per process)")
+    grad_accum: int = option(1, "micro-batches per optimizer step")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    grad_clip: float = option(1.0, "clip the gradient norm (0: off)")
+    student_training: Literal["full", "lora"] = option("full", "train the student's LM layers fully or with LoRA")
+    lora_r: int = option(64, "LoRA rank (paper: 64)")
+    lora_alpha: int = option(64, "LoRA alpha (paper: 64)")
+    checkpoint_every: int = option(100, "save a resumable checkpoint every n steps")
+    log_every: int = option(10, "write metrics every n steps")
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ConfigError(f"train.batch_size ({self.batch_size}) and train.grad_accum ({self.grad_accum}) must be >= 1")
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = option(ModelConfig(), "teacher / student models")
     data: DataConfig = option(DataConfig(), "training and evaluation data")
+    distill: DistillConfig = option(DistillConfig(), "VLsI: verbalizers, matching, losses")
+    train: TrainConfig = option(TrainConfig(), "optimisation per step")
     batch_size: int = option(32, "evaluation batch size")
     seed: int = option(0, "global random seed")
 

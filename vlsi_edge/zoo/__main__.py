@@ -8,7 +8,8 @@ import sys
 
 from vlsi_edge.data import ShapesConfig
 from vlsi_edge.zoo import load_model
-from vlsi_edge.zoo.build import RECIPES, build_zoo, evaluate_splits
+from vlsi_edge.evaluate import evaluate_splits
+from vlsi_edge.zoo.build import RECIPES, build_zoo
 
 TOLERANCE = 0.01  # a re-evaluation may differ from the card by at most 1 point
 

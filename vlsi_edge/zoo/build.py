@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from vlsi_edge import atomic
 from vlsi_edge.data import ShapesConfig, ShapesVQA, corpus
-from vlsi_edge.evaluate import evaluate
+from vlsi_edge.evaluate import evaluate_splits
 from vlsi_edge.families import Family, TinySpec, build_batch, get_family, train_bpe
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 ZOO_DIR = Path(__file__).parent / "models"
 FAMILY = "idefics3"
 VOCAB_SIZE = 512
-EVAL_SPLITS = ("val", "test", "holdout")
 
 
 @dataclass(frozen=True)
@@ -53,11 +52,11 @@ RECIPES: dict[str, ZooRecipe] = {
             text_layers=8, text_hidden=128, text_heads=4, text_kv_heads=2, text_intermediate=384,
             vision_layers=2, vision_hidden=96, vision_heads=4, vision_intermediate=192,
         ),
-        steps=4000,
+        steps=8000,
     ),
     "student": ZooRecipe(
         spec=TinySpec(
-            text_layers=2, text_hidden=64, text_heads=4, text_kv_heads=2, text_intermediate=128,
+            text_layers=4, text_hidden=64, text_heads=4, text_kv_heads=2, text_intermediate=128,
             vision_layers=1, vision_hidden=64, vision_heads=2, vision_intermediate=128,
         ),
         steps=1000,
@@ -105,16 +104,6 @@ def train_model(family: Family, processor, recipe: ZooRecipe, data: ShapesConfig
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
     model.eval()
     return model, time.perf_counter() - start
-
-
-def evaluate_splits(model, family: Family, processor, data: ShapesConfig, eval_size: int | None = None) -> dict:
-    """Accuracy on val / test / holdout (whole splits unless `eval_size` caps them)."""
-    results = {}
-    for split in EVAL_SPLITS:
-        dataset = ShapesVQA(split, config=data)
-        n = len(dataset) if eval_size is None else min(eval_size, len(dataset))
-        results[split] = evaluate(model, family, processor, [dataset[i] for i in range(n)])
-    return results
 
 
 def build_zoo(names: tuple[str, ...] = tuple(RECIPES), out_dir: Path = ZOO_DIR) -> dict[str, dict]:

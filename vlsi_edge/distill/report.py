@@ -1,0 +1,112 @@
+"""The run report: accuracies per stage, time and memory per stage, loss curves, matched-layer heat map."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display here or on a training server
+import matplotlib.pyplot as plt  # noqa: E402
+
+from vlsi_edge import atomic  # noqa: E402
+from vlsi_edge.distill.run_dir import RunDir  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+ROWS = (
+    ("teacher", "teacher"),
+    ("student_base", "student base"),
+    ("after_step2", "after step 2 (interaction / final-KD)"),
+    ("after_step3", "after step 3 (SFT)"),
+)
+
+
+def write_report(run: RunDir, progress, session) -> dict:
+    c = session.config
+    report = {
+        "run": run.path.name,
+        "method": c.distill.method,
+        "teacher": session.teacher_source,
+        "student": session.student_source,
+        "teacher_layers": session.teacher_verbalizers.layers,
+        "student_layers": session.student_verbalizers.layers,
+        "accuracy": {key: progress.evals[key] for key, _ in ROWS if progress.evals.get(key)},
+        "stages": progress.stages,
+        "total_wall_time_s": round(sum(st.get("wall_time_s", 0.0) for st in progress.stages.values()), 1),
+        "matching_heatmap": progress.heatmap,
+    }
+    atomic.write_json(run.path / "report.json", report)
+    atomic.write_text(run.path / "report.md", _markdown(report))
+    plot_losses(run.read_metrics(), run.path / "loss_curves.png")
+    if progress.heatmap:
+        plot_heatmap(progress.heatmap, report["student_layers"], report["teacher_layers"], run.path / "matching_heatmap.png")
+    return report
+
+
+def _markdown(report: dict) -> str:
+    lines = [f"# Run {report['run']} ({report['method']})", "", f"teacher `{report['teacher']}` -> student `{report['student']}`", ""]
+    accuracy = report["accuracy"]
+    present = {split for result in accuracy.values() for split in result}
+    splits = [s for s in ("val", "test", "holdout") if s in present] + sorted(present - {"val", "test", "holdout"})
+    if splits:
+        lines += ["## Accuracy (exact match)", "", "| model | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
+        for key, label in ROWS:
+            if key in accuracy:
+                lines.append(f"| {label} | " + " | ".join(f"{accuracy[key][s]['accuracy']:.3f}" for s in splits) + " |")
+        lines.append("")
+    lines += ["## Stages", "", "| stage | steps | wall time (s) | peak RSS (MB) |", "|---|---|---|---|"]
+    for name, st in report["stages"].items():
+        note = " (teacher verbalizers from cache)" if st.get("from_cache") else ""
+        lines.append(f"| {name}{note} | {st.get('steps', 0)} | {st.get('wall_time_s', 0)} | {st.get('peak_rss_mb', 0)} |")
+    lines += ["", f"Total training time: {report['total_wall_time_s']} s.", ""]
+    if report["matching_heatmap"]:
+        lines += [
+            f"Target layers: student {report['student_layers']}, teacher {report['teacher_layers']}. "
+            "Matched-layer counts: `matching_heatmap.png`; loss terms: `loss_curves.png`.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def plot_losses(metrics: list[dict], path: Path) -> None:
+    """One panel per stage, one line per logged loss term."""
+    skip = {"stage", "step", "lr", "tokens_per_s", "peak_rss_mb", "matched", "temperatures"}
+    stages = list(dict.fromkeys(m["stage"] for m in metrics))
+    if not stages:
+        return
+    fig, axes = plt.subplots(1, len(stages), figsize=(4.5 * len(stages), 3.5), squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        rows = [m for m in metrics if m["stage"] == stage]
+        for term in dict.fromkeys(k for m in rows for k in m if k not in skip):
+            points = [(m["step"], m[term]) for m in rows if term in m]
+            ax.plot(*zip(*points), label=term)
+        ax.set_title(stage)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_heatmap(heatmap: dict, student_layers: list[int], teacher_layers: list[int], path: Path) -> None:
+    """Matched (student target x teacher target) counts, early vs late in step 2 (the paper's Fig. 5)."""
+    halves = [h for h in ("early", "late") if h in heatmap]
+    fig, axes = plt.subplots(1, len(halves), figsize=(4 * len(halves), 3.2), squeeze=False)
+    for ax, half in zip(axes[0], halves):
+        ax.imshow(heatmap[half], cmap="Blues", aspect="auto")
+        ax.set_xticks(range(len(teacher_layers)), [str(t) for t in teacher_layers], fontsize=7)
+        ax.set_yticks(range(len(student_layers)), [str(s) for s in student_layers], fontsize=7)
+        ax.set_xlabel("teacher layer")
+        ax.set_ylabel("student layer")
+        ax.set_title(f"{half} half of step 2")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic.write_bytes(path, buffer.getvalue())

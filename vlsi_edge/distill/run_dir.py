@@ -1,0 +1,101 @@
+"""The run directory: the contract between training and export (docs/DESIGN.md).
+
+    runs/<name>/config.yaml        resolved config (a resumed run must match it)
+    runs/<name>/student/           the distilled student: HF save_pretrained + processor
+    runs/<name>/verbalizers/       {student,teacher}/verbalizers.safetensors + .json
+    runs/<name>/checkpoints/last/  resumable state (models, optimizer, scheduler, RNG, data position)
+    runs/<name>/metrics.jsonl      one JSON object per logged step
+    runs/<name>/report.{json,md}, *.png
+    runs/latest -> <name>
+
+Every file is written atomically; a checkpoint directory is staged and swapped in whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from vlsi_edge import atomic
+from vlsi_edge.config import ConfigError, dump_yaml
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, root: str | Path, name: str | None, config) -> "RunDir":
+        """A new run directory with the resolved config; refuses to reuse an existing one."""
+        root = Path(root)
+        name = name or time.strftime("%Y%m%d-%H%M%S") + f"-{config.distill.method}"
+        run = cls(root / name)
+        if run.path.exists():
+            raise FileExistsError(f"{run.path} already exists; pick another --name or continue it with --resume")
+        run.path.mkdir(parents=True)
+        atomic.write_text(run.config_path, dump_yaml(config))
+        run.point_latest()
+        return run
+
+    @classmethod
+    def resume(cls, path: str | Path, config) -> "RunDir":
+        """An existing run, after checking that `config` is the one it was started with."""
+        run = cls(Path(path).resolve())
+        if not run.config_path.is_file():
+            raise FileNotFoundError(f"{run.path}: not a run directory (no config.yaml)")
+        saved = yaml.safe_load(run.config_path.read_text())
+        now = yaml.safe_load(dump_yaml(config))
+        diffs = sorted(_diff(saved, now))
+        if diffs:
+            shown = "; ".join(f"{k}: run has {a!r}, now {b!r}" for k, a, b in diffs[:6])
+            raise ConfigError(f"cannot resume {run.path} with a different config ({shown}); start a new run instead")
+        return run
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoints" / "last"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def point_latest(self) -> None:
+        """Atomically repoint <root>/latest at this run (relative link, so the tree can move)."""
+        link = self.path.parent / "latest"
+        tmp = self.path.parent / f".latest.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(self.path.name)
+        os.replace(tmp, link)
+
+    def log_metrics(self, record: dict) -> None:
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def truncate_metrics(self, keep) -> None:
+        """Keep only metric lines for which keep(record) is true (on resume: drop steps to be redone)."""
+        if not self.metrics_path.is_file():
+            return
+        lines = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        kept = [line for line in lines if keep(json.loads(line))]
+        atomic.write_text(self.metrics_path, "".join(line + "\n" for line in kept))
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+
+def _diff(a, b, prefix: str = ""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            yield from _diff(a.get(key), b.get(key), f"{prefix}{key}.")
+    elif a != b:
+        yield prefix.rstrip("."), a, b

@@ -1,0 +1,221 @@
+"""Everything one training run holds: models, processors, verbalizers, data — and who trains what.
+
+`stage_parameters` is the single place that decides which parameters a stage trains:
+
+    verbalize_teacher  teacher verb-FFNs
+    verbalize_student  student verb-FFNs
+    interact           student decoder layers (full or LoRA) + student verb-FFNs
+    final_kd           student decoder layers (full or LoRA)
+    sft                student embeddings, decoder layers, final norm, lm_head, projector (vision frozen)
+
+Everything else — the teacher, both models' final norm and lm_head in steps 1-2, vision towers — is
+frozen (requires_grad False), so gradients exist exactly where the stage trains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+
+from vlsi_edge.config import ConfigError
+from vlsi_edge.data import load_conversations
+from vlsi_edge.distill.data import TrainData, shapes_config
+from vlsi_edge.distill.parallel import Parallel
+from vlsi_edge.distill.verbalizer import Verbalizers, check_target_layers, load_verbalizers, save_verbalizers, target_layers
+from vlsi_edge.evaluate import evaluate, evaluate_splits
+from vlsi_edge.families import Family, check_vocab_compatible, get_family
+from vlsi_edge.families.sources import load_source
+from vlsi_edge.recipes import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Session:
+    config: RunConfig
+    par: Parallel
+    family: Family
+    teacher: PreTrainedModel
+    teacher_processor: Any
+    teacher_source: str
+    student: PreTrainedModel
+    student_processor: Any
+    student_source: str
+    shared_vocab: int
+    teacher_verbalizers: Verbalizers
+    student_verbalizers: Verbalizers
+    data: TrainData
+    generator: torch.Generator
+    cache_root: Path | None = None
+    peft_model: Any = field(default=None, repr=False)
+
+    @property
+    def lora_active(self) -> bool:
+        return self.peft_model is not None
+
+    def merge_lora(self) -> None:
+        """Fold LoRA into the student's weights: from here on it is a plain HF model again."""
+        if self.peft_model is not None:
+            self.student = self.peft_model.merge_and_unload()
+            self.peft_model = None
+
+    # ---- teacher verbalizer cache ---------------------------------------------------------------
+    def teacher_cache_dir(self) -> Path | None:
+        """Keyed by the teacher checkpoint, its target layers, the data and the verbalization recipe."""
+        if self.cache_root is None:
+            return None
+        c = self.config
+        key = {
+            "teacher": _checkpoint_fingerprint(self.teacher_source, c.seed),
+            "quantization": c.model.teacher_quantization,
+            "layers": self.teacher_verbalizers.layers,
+            "verbalizer": c.distill.verbalizer,
+            "data": json.loads(json.dumps(c.data.__dict__)),
+            "schedule": c.train.verbalize.__dict__,
+            "batch": [c.train.batch_size, c.train.grad_accum, self.par.world],
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return self.cache_root / "teacher-verbalizers" / digest
+
+    def load_cached_teacher_verbalizers(self) -> bool:
+        path = self.teacher_cache_dir()
+        if path is None or not (path / "verbalizers.json").is_file():
+            return False
+        cached, _ = load_verbalizers(path)
+        self.teacher_verbalizers.load_state_dict(cached.state_dict())
+        log.info("teacher verbalizers from cache %s", path)
+        return True
+
+    def store_cached_teacher_verbalizers(self) -> None:
+        path = self.teacher_cache_dir()
+        if path is not None and self.par.is_main:
+            save_verbalizers(self.teacher_verbalizers, path, {"teacher": self.teacher_source})
+
+
+def _checkpoint_fingerprint(source: str, seed: int) -> str:
+    """Cheap identity of a checkpoint: its weight files' names, sizes and mtimes (no hashing of GBs)."""
+    path = Path(source)
+    if not path.is_dir():
+        return f"{source}@seed{seed}"  # tiny:<n> models are a function of the seed
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
+    return json.dumps([[p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in files])
+
+
+def resolve_targets(config: RunConfig, family: Family, teacher, student) -> tuple[list[int], list[int]]:
+    """(teacher layers, student layers) from explicit lists or stride/offset; validated."""
+    d = config.distill
+    n_t, n_s = len(family.decoder_layers(teacher)), len(family.decoder_layers(student))
+    picked = []
+    for role, explicit, n, stride, offset in (
+        ("teacher", d.teacher_layers, n_t, d.teacher_stride, d.teacher_offset),
+        ("student", d.student_layers, n_s, d.student_stride, d.student_offset),
+    ):
+        if explicit is not None:
+            layers = list(explicit)
+        else:
+            if not 0 <= offset < n:
+                raise ConfigError(f"distill.{role}_offset: {offset} is outside the {role}'s decoder layers [0, {n})")
+            # The last layer is covered by the final-logit term: never verbalize it by default.
+            layers = [k for k in target_layers(n, stride, offset) if k != n - 1]
+        try:
+            check_target_layers(layers, n, role)
+        except ValueError as e:
+            raise ConfigError(f"distill.{role}_layers: {e}") from None
+        if not layers:
+            raise ConfigError(f"distill: no {role} target layers ({role} has {n} decoder layers); set distill.{role}_layers")
+        picked.append(layers)
+    t_layers, s_layers = picked
+    if len(s_layers) > len(t_layers):
+        raise ConfigError(
+            f"distill: t_s = {len(s_layers)} student targets > t_l = {len(t_layers)} teacher targets "
+            f"(student {s_layers}, teacher {t_layers}); each student target needs its own deeper teacher target"
+        )
+    return t_layers, s_layers
+
+
+def build_session(config: RunConfig, par: Parallel, cache_root: Path | None = None) -> Session:
+    m = config.model
+    family = get_family(m.family)
+    teacher, t_proc, t_src = load_source(family, m.teacher, m.dtype, m.teacher_quantization, seed=config.seed)
+    student, s_proc, s_src = load_source(family, m.student, m.dtype, seed=config.seed + 1)
+    shared = check_vocab_compatible(family.tokenizer(t_proc), family.tokenizer(s_proc), teacher, student)
+    teacher.eval().requires_grad_(False)
+    student.train()
+    if m.gradient_checkpointing:
+        student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        student.config.use_cache = False
+    t_layers, s_layers = resolve_targets(config, family, teacher, student)
+    residual = config.distill.verbalizer == "residual"
+    torch.manual_seed(config.seed)
+    t_verb = Verbalizers(family.hidden_size(teacher), t_layers, residual)
+    s_verb = Verbalizers(family.hidden_size(student), s_layers, residual)
+    dtype = next(student.parameters()).dtype
+    t_verb.to(dtype), s_verb.to(dtype)
+    data = TrainData(config.data, config.train.batch_size, config.train.grad_accum, par.rank, par.world)
+    generator = torch.Generator().manual_seed(config.seed)  # same seed on every rank: same matches
+    log.info("teacher %s: targets %s; student %s: targets %s", t_src, t_layers, s_src, s_layers)
+    return Session(
+        config, par, family, teacher, t_proc, t_src, student, s_proc, s_src, shared, t_verb, s_verb, data, generator,
+        cache_root,
+    )
+
+
+def _lora_targets(family: Family, model: PreTrainedModel) -> list[str]:
+    """Full names of every Linear inside the decoder layers (never the vision tower's)."""
+    inside = {id(m) for layer in family.decoder_layers(model) for m in layer.modules()}
+    return [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and id(m) in inside]
+
+
+def stage_parameters(s: Session, stage: str) -> list[torch.nn.Parameter]:
+    """Set requires_grad for `stage` (see the module docstring) and return the trained parameters."""
+    c = s.config.train
+    for module in (s.teacher, s.student, s.teacher_verbalizers, s.student_verbalizers):
+        module.requires_grad_(False)
+    if stage == "verbalize_teacher":
+        return _enable(s.teacher_verbalizers.parameters())
+    if stage == "verbalize_student":
+        return _enable(s.student_verbalizers.parameters())
+    if stage in ("interact", "final_kd"):
+        extra = list(s.student_verbalizers.parameters()) if stage == "interact" else []
+        if c.student_training == "lora":
+            if s.peft_model is None:
+                from peft import LoraConfig, get_peft_model
+
+                lora = LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=0.0,
+                                  target_modules=_lora_targets(s.family, s.student))
+                s.peft_model = get_peft_model(s.student, lora)
+            lora_params = [p for n, p in s.student.named_parameters() if "lora_" in n]
+            return _enable([*lora_params, *extra])
+        return _enable([*s.family.decoder_layers(s.student).parameters(), *extra])
+    if stage == "sft":
+        vision = {id(p) for m in s.family.vision_modules(s.student) for p in m.parameters()}
+        return _enable([p for p in s.student.parameters() if id(p) not in vision])
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def _enable(params) -> list[torch.nn.Parameter]:
+    params = list(params)
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def evaluate_model(s: Session, model: PreTrainedModel, processor: Any) -> dict:
+    """Exact-match accuracy per split on the main rank (other ranks wait); {} for non-ShapesVQA data."""
+    result: dict = {}
+    if s.par.is_main:
+        d = s.config.data
+        if d.dataset == "shapes":
+            result = evaluate_splits(model, s.family, processor, shapes_config(d), d.eval_size)
+        elif d.eval_dataset:
+            samples = list(load_conversations(d.eval_dataset, image_root=d.image_root))[: d.eval_size]
+            result = {"eval": evaluate(model, s.family, processor, samples)}
+    s.par.barrier()
+    return s.par.broadcast_object(result)

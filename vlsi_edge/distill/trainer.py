@@ -1,0 +1,265 @@
+"""The VLsI training run, top to bottom: load -> (teacher eval) -> stages -> save -> report.
+
+Stages per method (all share the data streams and the student-step budget):
+
+    vlsi      verbalize_teacher -> verbalize_student -> interact -> sft
+    final-kd  final_kd (interact's budget) -> sft
+    sft       sft (interact + sft budgets)
+
+Each stage is the same loop (`run_stage`): build the batch of this step, compute the stage's loss
+(`vlsi_edge.distill.steps`), backward, average gradients across ranks, clip, step, log, checkpoint.
+Progress (stage, step, evaluations, timings, matching histogram) lives in the checkpoint, so
+`--resume` continues a killed run exactly where its last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from vlsi_edge.distill import checkpoint as ckpt
+from vlsi_edge.distill.data import TrainData
+from vlsi_edge.distill.matching import match_layers
+from vlsi_edge.distill.memory import peak_rss_mb, reset_peak_rss
+from vlsi_edge.distill.parallel import Parallel
+from vlsi_edge.distill.run_dir import RunDir
+from vlsi_edge.distill.session import Session, build_session, evaluate_model, stage_parameters
+from vlsi_edge.distill.steps import (
+    Heads,
+    KLSettings,
+    answer_states,
+    final_kd_loss,
+    interaction_loss,
+    sft_loss,
+    verbalization_losses,
+)
+from vlsi_edge.distill.verbalizer import save_verbalizers
+from vlsi_edge.families import build_batch
+from vlsi_edge.recipes import RunConfig, StageConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stage:
+    name: str
+    schedule: StageConfig
+    stream: str  # data stream (see vlsi_edge.distill.data)
+    offset: int = 0  # first step of the stream this stage reads
+
+
+def plan(config: RunConfig) -> list[Stage]:
+    t = config.train
+    if config.distill.method == "vlsi":
+        return [
+            Stage("verbalize_teacher", t.verbalize, "verbalizer"),
+            Stage("verbalize_student", t.verbalize, "verbalizer"),
+            Stage("interact", t.interact, "student"),
+            Stage("sft", t.sft, "student", offset=t.interact.steps),
+        ]
+    if config.distill.method == "final-kd":
+        return [Stage("final_kd", t.interact, "student"), Stage("sft", t.sft, "student", offset=t.interact.steps)]
+    total = StageConfig(steps=t.interact.steps + t.sft.steps, lr=t.sft.lr, lr_min=t.sft.lr_min, warmup=t.sft.warmup)
+    return [Stage("sft", total, "student")]
+
+
+@dataclass
+class Progress:
+    """What a checkpoint remembers beyond tensors (JSON)."""
+
+    stage_index: int = 0
+    step: int = 0  # completed steps of the current stage
+    evals: dict = field(default_factory=dict)  # "teacher" | "student_base" | "after_step2" | "after_step3" -> splits
+    stages: dict = field(default_factory=dict)  # stage -> {"wall_time_s", "peak_rss_mb", "steps", ...}
+    heatmap: dict = field(default_factory=dict)  # "early" | "late" -> [t_s][t_l] match counts
+    lora_active: bool = False
+
+
+def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progress, Session]:
+    par = Parallel.from_env()
+    s = build_session(config, par, cache_root=run.path.parent / "cache")
+    progress = Progress()
+    if resume and ckpt.exists(run):
+        progress = Progress(**ckpt.load_progress(run))
+        ckpt.restore_models(run, s, progress.lora_active)
+        run.truncate_metrics(lambda r: _before(r, progress, plan(config)))
+        log.info("resuming at stage %d step %d", progress.stage_index, progress.step)
+
+    stages = plan(config)
+    if "teacher" not in progress.evals:
+        progress.evals["teacher"] = evaluate_model(s, s.teacher, s.teacher_processor)
+    for index, stage in enumerate(stages):
+        if index < progress.stage_index:
+            continue
+        if stage.name in ("interact", "final_kd") or (stage.name == "sft" and "student_base" not in progress.evals):
+            progress.evals.setdefault("student_base", evaluate_model(s, s.student, s.student_processor))
+        if stage.name == "verbalize_teacher" and progress.step == 0 and s.load_cached_teacher_verbalizers():
+            progress.stages[stage.name] = {"steps": 0, "wall_time_s": 0.0, "peak_rss_mb": 0.0, "from_cache": True}
+        else:
+            run_stage(s, run, stage, progress, resume_step=progress.step)
+        _finish_stage(s, run, stage, progress)
+        progress.stage_index, progress.step = index + 1, 0
+        ckpt.save(run, s, progress, None, None)
+
+    if par.is_main:
+        s.student.save_pretrained(run.path / "student")
+        s.student_processor.save_pretrained(run.path / "student")
+        if config.distill.method == "vlsi":
+            meta = {"teacher": s.teacher_source, "student": s.student_source}
+            save_verbalizers(s.teacher_verbalizers, run.path / "verbalizers" / "teacher", meta)
+            save_verbalizers(s.student_verbalizers, run.path / "verbalizers" / "student", meta)
+    par.barrier()
+    return progress, s
+
+
+def _finish_stage(s: Session, run: RunDir, stage: Stage, progress: Progress) -> None:
+    if stage.name in ("interact", "final_kd"):
+        s.merge_lora()
+        progress.lora_active = False
+        progress.evals["after_step2"] = evaluate_model(s, s.student, s.student_processor)
+    elif stage.name == "sft":
+        progress.evals["after_step3"] = evaluate_model(s, s.student, s.student_processor)
+    elif stage.name == "verbalize_teacher" and not progress.stages[stage.name].get("from_cache"):
+        s.store_cached_teacher_verbalizers()
+
+
+def _before(record: dict, progress: Progress, stages: list[Stage]) -> bool:
+    """Metric lines to keep on resume: those of finished stages and of steps before the checkpoint."""
+    names = [st.name for st in stages]
+    index = names.index(record["stage"]) if record.get("stage") in names else -1
+    return index < progress.stage_index or (index == progress.stage_index and record["step"] < progress.step)
+
+
+def _lr_lambda(schedule: StageConfig):
+    """Linear warm-up, then cosine from lr to lr_min (as a factor of lr)."""
+
+    def factor(step: int) -> float:
+        if step < schedule.warmup:
+            return (step + 1) / schedule.warmup
+        progress = (step - schedule.warmup) / max(1, schedule.steps - schedule.warmup)
+        floor = schedule.lr_min / schedule.lr
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_step: int = 0) -> None:
+    config = s.config
+    params = stage_parameters(s, stage.name)
+    progress.lora_active = s.lora_active
+    optimizer = torch.optim.AdamW(params, lr=stage.schedule.lr, weight_decay=config.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(stage.schedule))
+    if resume_step:
+        ckpt.restore_optimizer(run, optimizer, scheduler)
+    stats = progress.stages.setdefault(stage.name, {"steps": stage.schedule.steps, "wall_time_s": 0.0})
+    reset_peak_rss()
+    started = time.perf_counter() - stats["wall_time_s"]
+    bar = tqdm(range(resume_step, stage.schedule.steps), desc=stage.name, disable=not s.par.is_main, mininterval=1)
+    for step in bar:
+        tick = time.perf_counter()
+        terms: dict[str, float] = {}
+        tokens = 0
+        for micro in range(config.train.grad_accum):
+            samples = s.data.batch(stage.stream, stage.offset + step, micro)
+            loss, micro_terms, matches, n = stage_loss(s, stage.name, samples)
+            (loss / config.train.grad_accum).backward()
+            tokens += n
+            for k, v in micro_terms.items():
+                terms[k] = terms.get(k, 0.0) + v / config.train.grad_accum
+        s.par.average_gradients(params)
+        if config.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, config.train.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        pairs = _record_matches(s, progress, matches, step, stage.schedule.steps)
+
+        done = step + 1
+        if s.par.is_main and (done % config.train.log_every == 0 or done == stage.schedule.steps or step == resume_step):
+            record = {
+                "stage": stage.name,
+                "step": step,
+                **{k: round(v, 6) for k, v in terms.items()},
+                "lr": scheduler.get_last_lr()[0],
+                "tokens_per_s": round(tokens / max(time.perf_counter() - tick, 1e-9), 1),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+            }
+            if pairs:
+                record["matched"] = pairs
+                record["temperatures"] = [round(t, 4) for t in matches[0].temperatures]
+            run.log_metrics(record)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items() if k != "loss" or len(terms) == 1})
+        progress.step = done
+        stats["wall_time_s"] = round(time.perf_counter() - started, 2)
+        stats["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        if done % config.train.checkpoint_every == 0 and done < stage.schedule.steps:
+            ckpt.save(run, s, progress, optimizer, scheduler)
+
+
+def _record_matches(s: Session, progress: Progress, matches, step: int, steps: int) -> list:
+    """Add this step's matches to the early/late histograms; return them as (student, teacher) layers."""
+    if not matches:
+        return []
+    half = "early" if step < steps / 2 else "late"
+    t_s, t_l = len(s.student_verbalizers.layers), len(s.teacher_verbalizers.layers)
+    grid = progress.heatmap.setdefault(half, [[0] * t_l for _ in range(t_s)])
+    for m in matches:
+        for i_s, i_l in m.pairs:
+            grid[i_s][i_l] += 1
+    return matches[0].layer_pairs(s.student_verbalizers.layers, s.teacher_verbalizers.layers)
+
+
+def stage_loss(s: Session, stage: str, samples) -> tuple[torch.Tensor, dict[str, float], list, int]:
+    """(loss, logged terms, matchings, answer tokens) of one micro-batch of `stage`."""
+    d = s.config.distill
+    student_batch = build_batch(s.family, s.student_processor, samples)
+    kl = KLSettings(d.kl, d.kd_temperature, s.shared_vocab, d.chunk_size)
+    t_heads = Heads(s.teacher_verbalizers, s.family.final_norm(s.teacher), s.family.lm_head(s.teacher))
+    st_heads = Heads(s.student_verbalizers, s.family.final_norm(s.student), s.family.lm_head(s.student))
+
+    def teacher_states(layers):
+        teacher_batch = build_batch(s.family, s.teacher_processor, samples)
+        with torch.no_grad():
+            return answer_states(s.family, s.teacher, teacher_batch, layers)
+
+    if stage == "verbalize_teacher":
+        states = teacher_states(s.teacher_verbalizers.layers)
+        losses = verbalization_losses(states, s.teacher_verbalizers, t_heads.final_norm, t_heads.lm_head)
+        return sum(losses.values()), {f"ce_layer{k}": v.item() for k, v in losses.items()}, [], len(states.targets)
+    if stage == "verbalize_student":
+        with torch.no_grad():
+            states = answer_states(s.family, s.student, student_batch, s.student_verbalizers.layers)
+        losses = verbalization_losses(states, s.student_verbalizers, st_heads.final_norm, st_heads.lm_head)
+        return sum(losses.values()), {f"ce_layer{k}": v.item() for k, v in losses.items()}, [], len(states.targets)
+    if stage == "sft":
+        student = answer_states(s.family, s.student, student_batch, [])
+        loss = sft_loss(student)
+        return loss, {"ce": loss.item()}, [], len(student.targets)
+
+    layers = s.teacher_verbalizers.layers if stage == "interact" else []
+    teacher = teacher_states(layers)
+    student = answer_states(s.family, s.student, student_batch, s.student_verbalizers.layers if stage == "interact" else [])
+    if not torch.equal(teacher.targets, student.targets):
+        raise RuntimeError("teacher and student disagree on the answer tokens: their tokenizers differ")
+    if stage == "final_kd":
+        loss = final_kd_loss(teacher, student, kl)
+        return loss, {"kl_final": loss.item()}, [], len(student.targets)
+
+    def match(candidate_kl):
+        return match_layers(
+            candidate_kl, len(s.student_verbalizers), len(s.teacher_verbalizers), d.matching, s.generator,
+            order=d.order, ranged=d.search_range, temperature=d.match_temperature, scale=d.temperature_scale,
+        )
+
+    loss, terms, matches = interaction_loss(
+        teacher, student, t_heads, st_heads, kl, match,
+        per_sample=d.match_per == "sample", batch_size=len(samples), reduce_kls=s.par.mean,
+        layer_weight=d.layer_weight, final_weight=d.final_weight,
+    )
+    terms["loss"] = loss.item()
+    return loss, terms, matches, len(student.targets)

@@ -1,0 +1,94 @@
+"""Where a model comes from: a shipped zoo model, a tiny random model, or a local checkpoint.
+
+    zoo:<name>     a toy model shipped in vlsi_edge/zoo/models (e.g. zoo:teacher)
+    tiny:<layers>  a random model of the family, tiny width, <layers> decoder layers — for tests and for
+                   dry runs of the real recipes (the paper's layer counts at a width that fits a laptop)
+    <path>         a local HF directory (save_pretrained layout: config.json, weights, processor)
+
+Nothing here downloads: a path that is not a directory is an error, never a hub id.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import BitsAndBytesConfig, PreTrainedModel
+
+from vlsi_edge.families.base import Family, TinySpec
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# Width of tiny:<layers> models. The vocabulary comes from the ShapesVQA tokenizer, so a teacher and a
+# student built this way always share token ids.
+TINY_WIDTH = TinySpec(
+    text_hidden=32, text_heads=2, text_kv_heads=1, text_intermediate=64,
+    vision_layers=1, vision_hidden=32, vision_heads=2, vision_intermediate=64,
+    image_size=64, patch_size=16,
+)
+
+
+def tiny_tokenizer(family: Family):
+    """The family's chat template + ShapesVQA text as a small BPE (what tiny models are built with)."""
+    from vlsi_edge.data import ShapesConfig, corpus
+    from vlsi_edge.families.tokenizer import train_bpe
+
+    template = family.prompt("question", history=(("question", "answer"),)) + family.answer_text("answer")
+    return train_bpe([template, *corpus(2000, ShapesConfig())], family.special_tokens, vocab_size=400)
+
+
+def quantization_config(mode: str) -> BitsAndBytesConfig | None:
+    """bitsandbytes settings for a frozen teacher: 8-bit LLM.int8, or 4-bit NF4 with fp32 compute."""
+    if mode == "none":
+        return None
+    if mode == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if mode == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    raise ValueError(f"quantization {mode!r}: allowed 'none', '8bit', '4bit'")
+
+
+def load_source(
+    family: Family, source: str, dtype: str = "float32", quantization: str = "none", seed: int = 0
+) -> tuple[PreTrainedModel, Any, str]:
+    """(model, processor, resolved path or description) for a model source string."""
+    if source.startswith("zoo:"):
+        from vlsi_edge.zoo import zoo_path
+
+        path = zoo_path(source.removeprefix("zoo:"))
+        return _load_path(family, path, dtype, quantization), family.load_processor(path), str(path)
+    if source.startswith("tiny:"):
+        layers_text = source.removeprefix("tiny:")
+        if not layers_text.isdigit() or int(layers_text) < 1:
+            raise ValueError(f"model source {source!r}: expected tiny:<layers> with layers >= 1, e.g. tiny:4")
+        tokenizer = tiny_tokenizer(family)
+        spec = replace(TINY_WIDTH, text_layers=int(layers_text))
+        processor = family.build_processor(tokenizer, spec)
+        torch.manual_seed(seed)
+        model = family.load(family.tiny_config(tokenizer, spec), DTYPES[dtype])
+        if quantization != "none":
+            # bitsandbytes quantizes at load time: round-trip the random model through a directory.
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                model.save_pretrained(tmp)
+                model = _load_path(family, Path(tmp), dtype, quantization)
+        return model, processor, source
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"model source {source!r}: not a directory; use a local checkpoint path, zoo:<name> or tiny:<layers> "
+            "(nothing is downloaded)"
+        )
+    return _load_path(family, path, dtype, quantization), family.load_processor(path), str(path)
+
+
+def _load_path(family: Family, path: Path, dtype: str, quantization: str) -> PreTrainedModel:
+    qconfig = quantization_config(quantization)
+    kwargs = {"quantization_config": qconfig} if qconfig is not None else {}
+    return family.load(path, DTYPES[dtype], **kwargs)

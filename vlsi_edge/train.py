@@ -1,0 +1,81 @@
+"""`python -m vlsi_edge.train` — VLsI distillation (verbalize -> interact -> SFT) into a run directory.
+
+    python -m vlsi_edge.train                                   # the toy pair, all three steps
+    python -m vlsi_edge.train --recipe train/qwen2vl-72b-to-2b.yaml
+    python -m vlsi_edge.train --set distill.method=final-kd --set train.sft.steps=100
+    python -m vlsi_edge.train --resume runs/latest              # continue a killed run
+    torchrun --nproc_per_node 2 -m vlsi_edge.train ...          # data-parallel
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from vlsi_edge.config import ConfigError, describe, load_config
+from vlsi_edge.distill.parallel import Parallel
+from vlsi_edge.distill.report import write_report
+from vlsi_edge.distill.run_dir import RunDir
+from vlsi_edge.recipes import RunConfig
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m vlsi_edge.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="config keys (--set KEY=VALUE):\n" + "\n".join(describe(RunConfig)),
+    )
+    parser.add_argument("--recipe", type=Path, help="YAML recipe (overrides of the defaults), e.g. train/toy.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, e.g. distill.kl=reverse (repeatable)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default: runs)")
+    parser.add_argument("--name", help="run directory name (default: <timestamp>-<method>)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Heavy imports (torch, transformers) after argument parsing, so --help is instant.
+    from vlsi_edge.data import DatasetError
+    from vlsi_edge.distill.trainer import train
+    from vlsi_edge.families import VocabularyMismatch
+
+    try:
+        if args.resume is not None:
+            saved = args.resume / "config.yaml"
+            config = load_config(RunConfig, args.recipe or (saved if saved.is_file() else None), args.overrides)
+            run = RunDir.resume(args.resume, config)
+        else:
+            config = load_config(RunConfig, args.recipe, args.overrides)
+            par = Parallel.from_env()
+            name = par.broadcast_object(args.name or _default_name(config)) if par.world > 1 else args.name
+            run = RunDir.create(args.runs_dir, name, config) if par.is_main else RunDir(args.runs_dir / name)
+            par.barrier()
+    except (ConfigError, FileExistsError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    try:
+        progress, session = train(config, run, resume=args.resume is not None)
+    except (ConfigError, VocabularyMismatch, DatasetError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if session.par.is_main:
+        report = write_report(run, progress, session)
+        print((run.path / "report.md").read_text())
+        print(f"run directory: {run.path}  ({report['total_wall_time_s']} s of training)")
+    session.par.close()
+    return 0
+
+
+def _default_name(config: RunConfig) -> str:
+    import time
+
+    return time.strftime("%Y%m%d-%H%M%S") + f"-{config.distill.method}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
