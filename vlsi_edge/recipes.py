@@ -68,11 +68,15 @@ class DistillConfig:
     layer_weight: float = option(1.0, "weight of the matched-layer KL terms")
     final_weight: float = option(1.0, "weight of the last-layer KL term")
     chunk_size: int = option(0, "compute KLs over chunks of this many positions (0: all at once)")
+    teacher_cache: str | None = option(None, "read step 2's teacher distributions from this --cache-teacher dir")
+    cache_top_k: int = option(32, "top-k teacher log-probs stored per position by --cache-teacher")
 
     def __post_init__(self):
         for name in ("student_stride", "teacher_stride"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"distill.{name}: {getattr(self, name)} must be >= 1")
+        if self.cache_top_k < 1:
+            raise ConfigError(f"distill.cache_top_k: {self.cache_top_k} must be >= 1")
         if self.match_temperature is not None and self.match_temperature <= 0:
             raise ConfigError(f"distill.match_temperature: {self.match_temperature} must be > 0 (or null)")
 

@@ -4,6 +4,8 @@
     python -m vlsi_edge.train --recipe train/qwen2vl-72b-to-2b.yaml
     python -m vlsi_edge.train --set distill.method=final-kd --set train.sft.steps=100
     python -m vlsi_edge.train --resume runs/latest              # continue a killed run
+    python -m vlsi_edge.train --cache-teacher cache/t72b --recipe R  # precompute the teacher for step 2
+    python -m vlsi_edge.train --recipe R --set distill.teacher_cache=cache/t72b   # ... then train without it
     torchrun --nproc_per_node 2 -m vlsi_edge.train ...          # data-parallel
 """
 
@@ -32,6 +34,8 @@ def parse_args(argv):
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default: runs)")
     parser.add_argument("--name", help="run directory name (default: <timestamp>-<method>)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    parser.add_argument("--cache-teacher", type=Path, metavar="DIR",
+                        help="only precompute the teacher's verbalized top-k distributions for step 2 into DIR")
     return parser.parse_args(argv)
 
 
@@ -40,9 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Heavy imports (torch, transformers) after argument parsing, so --help is instant.
     from vlsi_edge.data import DatasetError
-    from vlsi_edge.distill.trainer import train
+    from vlsi_edge.distill.trainer import cache_teacher, train
     from vlsi_edge.families import VocabularyMismatch
 
+    if args.cache_teacher is not None:
+        try:
+            config = load_config(RunConfig, args.recipe, args.overrides)
+            accuracy = cache_teacher(config, args.cache_teacher)
+        except (ConfigError, VocabularyMismatch, DatasetError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"teacher cache written to {args.cache_teacher} (teacher accuracy: "
+              + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in accuracy.items()) + ")")
+        return 0
     try:
         if args.resume is not None:
             saved = args.resume / "config.yaml"

@@ -27,7 +27,7 @@ def save(run: RunDir, s, progress, optimizer, scheduler) -> None:
         return
     state = {
         "student": s.student.state_dict(),
-        "teacher_verbalizers": s.teacher_verbalizers.state_dict(),
+        "teacher_verbalizers": s.teacher_verbalizers.state_dict() if s.teacher_verbalizers is not None else {},
         "student_verbalizers": s.student_verbalizers.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -62,7 +62,8 @@ def restore_models(run: RunDir, s, lora_active: bool) -> None:
 
         stage_parameters(s, "interact")  # wraps the student the same way the stage did
     s.student.load_state_dict(state["student"])
-    s.teacher_verbalizers.load_state_dict(state["teacher_verbalizers"])
+    if s.teacher_verbalizers is not None:
+        s.teacher_verbalizers.load_state_dict(state["teacher_verbalizers"])
     s.student_verbalizers.load_state_dict(state["student_verbalizers"])
     rng = state["rng"]
     torch.set_rng_state(rng["torch"])

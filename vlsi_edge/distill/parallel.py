@@ -9,11 +9,14 @@ sampling with generators that share a seed.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,6 +61,16 @@ class Parallel:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def check_agreement(self, value: torch.Tensor, what: str) -> None:
+        """Raise unless every rank holds the same `value` (e.g. a checksum of the student weights)."""
+        if self.world == 1:
+            return
+        values = [torch.zeros_like(value) for _ in range(self.world)]
+        dist.all_gather(values, value)
+        if any(not torch.equal(v, values[0]) for v in values):
+            raise RuntimeError(f"ranks disagree on {what}: {[v.tolist() for v in values]}")
+        log.info("all %d ranks agree on %s", self.world, what)
 
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():

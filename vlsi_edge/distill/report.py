@@ -31,7 +31,7 @@ def write_report(run: RunDir, progress, session) -> dict:
         "method": c.distill.method,
         "teacher": session.teacher_source,
         "student": session.student_source,
-        "teacher_layers": session.teacher_verbalizers.layers,
+        "teacher_layers": session.teacher_layers,
         "student_layers": session.student_verbalizers.layers,
         "accuracy": {key: progress.evals[key] for key, _ in ROWS if progress.evals.get(key)},
         "stages": progress.stages,

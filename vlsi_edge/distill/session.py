@@ -28,6 +28,7 @@ from vlsi_edge.config import ConfigError
 from vlsi_edge.data import load_conversations
 from vlsi_edge.distill.data import TrainData, shapes_config
 from vlsi_edge.distill.parallel import Parallel
+from vlsi_edge.distill.teacher_cache import TeacherCache
 from vlsi_edge.distill.verbalizer import Verbalizers, check_target_layers, load_verbalizers, save_verbalizers, target_layers
 from vlsi_edge.evaluate import evaluate, evaluate_splits
 from vlsi_edge.families import Family, check_vocab_compatible, get_family
@@ -42,18 +43,20 @@ class Session:
     config: RunConfig
     par: Parallel
     family: Family
-    teacher: PreTrainedModel
+    teacher: PreTrainedModel | None  # None when step 2 reads a teacher cache
     teacher_processor: Any
     teacher_source: str
     student: PreTrainedModel
     student_processor: Any
     student_source: str
     shared_vocab: int
-    teacher_verbalizers: Verbalizers
+    teacher_layers: list[int]
+    teacher_verbalizers: Verbalizers | None  # None with a teacher cache
     student_verbalizers: Verbalizers
     data: TrainData
     generator: torch.Generator
     cache_root: Path | None = None
+    teacher_cache: TeacherCache | None = None
     peft_model: Any = field(default=None, repr=False)
 
     @property
@@ -75,7 +78,7 @@ class Session:
         key = {
             "teacher": _checkpoint_fingerprint(self.teacher_source, c.seed),
             "quantization": c.model.teacher_quantization,
-            "layers": self.teacher_verbalizers.layers,
+            "layers": self.teacher_layers,
             "verbalizer": c.distill.verbalizer,
             "data": json.loads(json.dumps(c.data.__dict__)),
             "schedule": c.train.verbalize.__dict__,
@@ -108,10 +111,9 @@ def _checkpoint_fingerprint(source: str, seed: int) -> str:
     return json.dumps([[p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in files])
 
 
-def resolve_targets(config: RunConfig, family: Family, teacher, student) -> tuple[list[int], list[int]]:
+def resolve_targets(config: RunConfig, family: Family, n_t: int, n_s: int) -> tuple[list[int], list[int]]:
     """(teacher layers, student layers) from explicit lists or stride/offset; validated."""
     d = config.distill
-    n_t, n_s = len(family.decoder_layers(teacher)), len(family.decoder_layers(student))
     picked = []
     for role, explicit, n, stride, offset in (
         ("teacher", d.teacher_layers, n_t, d.teacher_stride, d.teacher_offset),
@@ -141,29 +143,37 @@ def resolve_targets(config: RunConfig, family: Family, teacher, student) -> tupl
 
 
 def build_session(config: RunConfig, par: Parallel, cache_root: Path | None = None) -> Session:
-    m = config.model
+    m, d = config.model, config.distill
     family = get_family(m.family)
-    teacher, t_proc, t_src = load_source(family, m.teacher, m.dtype, m.teacher_quantization, seed=config.seed)
     student, s_proc, s_src = load_source(family, m.student, m.dtype, seed=config.seed + 1)
+    cache = None
+    if d.teacher_cache:
+        # Step 2 reads the teacher's distributions from disk: the teacher is never loaded.
+        cache = TeacherCache(d.teacher_cache, config, par.world)
+        teacher, t_proc, t_src = None, family.load_processor(cache.path / "tokenizer"), cache.meta["teacher"]
+    else:
+        teacher, t_proc, t_src = load_source(family, m.teacher, m.dtype, m.teacher_quantization, seed=config.seed)
+        teacher.eval().requires_grad_(False)
     shared = check_vocab_compatible(family.tokenizer(t_proc), family.tokenizer(s_proc), teacher, student)
-    teacher.eval().requires_grad_(False)
     student.train()
     if m.gradient_checkpointing:
-        student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        student.activation_checkpointing_enable({"use_reentrant": False})
         student.config.use_cache = False
-    t_layers, s_layers = resolve_targets(config, family, teacher, student)
-    residual = config.distill.verbalizer == "residual"
+    n_t = len(family.decoder_layers(teacher)) if teacher is not None else max(cache.layers) + 2
+    t_layers, s_layers = resolve_targets(config, family, n_t, len(family.decoder_layers(student)))
+    if cache is not None:
+        t_layers = cache.layers
+    residual = d.verbalizer == "residual"
     torch.manual_seed(config.seed)
-    t_verb = Verbalizers(family.hidden_size(teacher), t_layers, residual)
-    s_verb = Verbalizers(family.hidden_size(student), s_layers, residual)
     dtype = next(student.parameters()).dtype
-    t_verb.to(dtype), s_verb.to(dtype)
+    t_verb = Verbalizers(family.hidden_size(teacher), t_layers, residual).to(dtype) if teacher is not None else None
+    s_verb = Verbalizers(family.hidden_size(student), s_layers, residual).to(dtype)
     data = TrainData(config.data, config.train.batch_size, config.train.grad_accum, par.rank, par.world)
     generator = torch.Generator().manual_seed(config.seed)  # same seed on every rank: same matches
     log.info("teacher %s: targets %s; student %s: targets %s", t_src, t_layers, s_src, s_layers)
     return Session(
-        config, par, family, teacher, t_proc, t_src, student, s_proc, s_src, shared, t_verb, s_verb, data, generator,
-        cache_root,
+        config, par, family, teacher, t_proc, t_src, student, s_proc, s_src, shared, t_layers, t_verb, s_verb, data,
+        generator, cache_root, cache,
     )
 
 
@@ -177,7 +187,8 @@ def stage_parameters(s: Session, stage: str) -> list[torch.nn.Parameter]:
     """Set requires_grad for `stage` (see the module docstring) and return the trained parameters."""
     c = s.config.train
     for module in (s.teacher, s.student, s.teacher_verbalizers, s.student_verbalizers):
-        module.requires_grad_(False)
+        if module is not None:
+            module.requires_grad_(False)
     if stage == "verbalize_teacher":
         return _enable(s.teacher_verbalizers.parameters())
     if stage == "verbalize_student":

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlsi_edge.distill.losses import answer_mask, kl_divergence
-from vlsi_edge.distill.matching import MatchResult, match_layers
+from vlsi_edge.distill.matching import MatchResult
+from vlsi_edge.distill.teacher_cache import TopK, topk_kl
 from vlsi_edge.distill.verbalizer import Verbalizers, verbalize
 from vlsi_edge.families import Family
 
@@ -78,8 +79,10 @@ class KLSettings:
     vocab: int | None = None  # common id prefix of teacher and student (check_vocab_compatible)
     chunk_size: int = 0
 
-    def __call__(self, teacher_logits: Tensor, student_logits: Tensor) -> Tensor:
-        """[N, Vt], [N, Vs] -> [N] per-position KL."""
+    def __call__(self, teacher_logits, student_logits: Tensor) -> Tensor:
+        """[N, Vt] logits (or a cached top-k teacher), [N, Vs] -> [N] per-position KL."""
+        if isinstance(teacher_logits, TopK):
+            return topk_kl(teacher_logits, student_logits, self.temperature, self.vocab)
         return kl_divergence(teacher_logits, student_logits, self.direction, self.temperature, self.vocab, self.chunk_size)
 
 
@@ -91,9 +94,9 @@ def _per_sample_mean(values: Tensor, sample: Tensor, batch_size: int) -> Tensor:
 
 
 def interaction_loss(
-    teacher: AnswerStates,
+    teacher_layer: Callable[[int], Tensor | TopK],
+    teacher_final: Tensor | TopK,
     student: AnswerStates,
-    teacher_heads: Heads,
     student_heads: Heads,
     kl: KLSettings,
     match: Callable[[Callable[[int, list[int]], Tensor]], MatchResult],
@@ -107,21 +110,21 @@ def interaction_loss(
 
         loss = layer_weight * sum_{i_s} KL(verb_T[m(i_s)] || verb_S[i_s]) + final_weight * KL(T || S)
 
+    `teacher_layer(i_l)` gives teacher target i_l's verbalized logits [N, V] (or a cached top-k); it is
+    called lazily, only for the targets some student target considers, and at most once per target.
     `match(candidate_kl)` runs `match_layers` with the configured strategy and generator. Candidate
-    KLs are computed without grad from detached student logits; teacher layers are verbalized lazily
-    (only those some student target considers) and once per batch. `reduce_kls` averages candidate
-    KLs across DDP ranks so that every rank samples from the same distribution and, with the same
+    KLs are computed without grad from detached student logits. `reduce_kls` averages candidate KLs
+    across DDP ranks so that every rank samples from the same distribution and, with the same
     generator, takes the same decision. Returns (loss, each term as a float, the matchings).
     """
-    s_layers, t_layers = student_heads.verbalizers.layers, teacher_heads.verbalizers.layers
+    s_layers = student_heads.verbalizers.layers
     student_logits = [student_heads.verbalize(layer, student.hidden[layer]) for layer in s_layers]  # with grad
-    teacher_logits: dict[int, Tensor] = {}
+    teacher_logits: dict[int, Tensor | TopK] = {}
 
-    def teacher_at(i_l: int) -> Tensor:
+    def teacher_at(i_l: int) -> Tensor | TopK:
         if i_l not in teacher_logits:
             with torch.no_grad():
-                layer = t_layers[i_l]
-                teacher_logits[i_l] = teacher_heads.verbalize(layer, teacher.hidden[layer])
+                teacher_logits[i_l] = teacher_layer(i_l)
         return teacher_logits[i_l]
 
     kl_cache: dict[tuple[int, int], Tensor] = {}
@@ -155,7 +158,7 @@ def interaction_loss(
             rows = per_position == i_l
             total = total + kl(teacher_at(i_l)[rows], student_logits[i_s][rows]).sum()
         terms[f"kl_layer{s_layer}"] = total / n
-    final = kl(teacher.logits, student.logits).mean()
+    final = kl(teacher_final, student.logits).mean()
     loss = layer_weight * sum(terms.values()) + final_weight * final
     logged = {name: value.item() for name, value in terms.items()}
     logged["kl_final"] = final.item()
@@ -165,9 +168,9 @@ def interaction_loss(
 # ---- baselines and step 3 -----------------------------------------------------------------------
 
 
-def final_kd_loss(teacher: AnswerStates, student: AnswerStates, kl: KLSettings) -> Tensor:
+def final_kd_loss(teacher_final: Tensor | TopK, student: AnswerStates, kl: KLSettings) -> Tensor:
     """Final-layer KD: KL(teacher logits || student logits) at answer positions."""
-    return kl(teacher.logits, student.logits).mean()
+    return kl(teacher_final, student.logits).mean()
 
 
 def sft_loss(student: AnswerStates) -> Tensor:

@@ -14,9 +14,12 @@ Progress (stage, step, evaluations, timings, matching histogram) lives in the ch
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
+import zlib
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import torch
@@ -38,6 +41,7 @@ from vlsi_edge.distill.steps import (
     sft_loss,
     verbalization_losses,
 )
+from vlsi_edge.distill.teacher_cache import write_cache
 from vlsi_edge.distill.verbalizer import save_verbalizers
 from vlsi_edge.families import build_batch
 from vlsi_edge.recipes import RunConfig, StageConfig
@@ -56,8 +60,10 @@ class Stage:
 def plan(config: RunConfig) -> list[Stage]:
     t = config.train
     if config.distill.method == "vlsi":
+        # With a teacher cache the teacher's verbalized distributions are already on disk.
+        teacher = [] if config.distill.teacher_cache else [Stage("verbalize_teacher", t.verbalize, "verbalizer")]
         return [
-            Stage("verbalize_teacher", t.verbalize, "verbalizer"),
+            *teacher,
             Stage("verbalize_student", t.verbalize, "verbalizer"),
             Stage("interact", t.interact, "student"),
             Stage("sft", t.sft, "student", offset=t.interact.steps),
@@ -92,7 +98,9 @@ def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progres
 
     stages = plan(config)
     if "teacher" not in progress.evals:
-        progress.evals["teacher"] = evaluate_model(s, s.teacher, s.teacher_processor)
+        progress.evals["teacher"] = (
+            s.teacher_cache.meta["teacher_accuracy"] if s.teacher_cache else evaluate_model(s, s.teacher, s.teacher_processor)
+        )
     for index, stage in enumerate(stages):
         if index < progress.stage_index:
             continue
@@ -106,12 +114,17 @@ def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progres
         progress.stage_index, progress.step = index + 1, 0
         ckpt.save(run, s, progress, None, None)
 
+    # Every rank must end with the same student and the same matching history.
+    checksum = torch.stack([p.detach().double().sum() for p in s.student.parameters()]).sum().reshape(1)
+    par.check_agreement(checksum, "the student weights")
+    par.check_agreement(torch.tensor([zlib.crc32(json.dumps(progress.heatmap).encode())]), "the matched layers")
     if par.is_main:
         s.student.save_pretrained(run.path / "student")
         s.student_processor.save_pretrained(run.path / "student")
         if config.distill.method == "vlsi":
             meta = {"teacher": s.teacher_source, "student": s.student_source}
-            save_verbalizers(s.teacher_verbalizers, run.path / "verbalizers" / "teacher", meta)
+            if s.teacher_verbalizers is not None:
+                save_verbalizers(s.teacher_verbalizers, run.path / "verbalizers" / "teacher", meta)
             save_verbalizers(s.student_verbalizers, run.path / "verbalizers" / "student", meta)
     par.barrier()
     return progress, s
@@ -166,7 +179,7 @@ def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_
         tokens = 0
         for micro in range(config.train.grad_accum):
             samples = s.data.batch(stage.stream, stage.offset + step, micro)
-            loss, micro_terms, matches, n = stage_loss(s, stage.name, samples)
+            loss, micro_terms, matches, n = stage_loss(s, stage.name, samples, (stage.offset + step, micro))
             (loss / config.train.grad_accum).backward()
             tokens += n
             for k, v in micro_terms.items():
@@ -206,60 +219,83 @@ def _record_matches(s: Session, progress: Progress, matches, step: int, steps: i
     if not matches:
         return []
     half = "early" if step < steps / 2 else "late"
-    t_s, t_l = len(s.student_verbalizers.layers), len(s.teacher_verbalizers.layers)
+    t_s, t_l = len(s.student_verbalizers.layers), len(s.teacher_layers)
     grid = progress.heatmap.setdefault(half, [[0] * t_l for _ in range(t_s)])
     for m in matches:
         for i_s, i_l in m.pairs:
             grid[i_s][i_l] += 1
-    return matches[0].layer_pairs(s.student_verbalizers.layers, s.teacher_verbalizers.layers)
+    return matches[0].layer_pairs(s.student_verbalizers.layers, s.teacher_layers)
 
 
-def stage_loss(s: Session, stage: str, samples) -> tuple[torch.Tensor, dict[str, float], list, int]:
-    """(loss, logged terms, matchings, answer tokens) of one micro-batch of `stage`."""
+def stage_loss(s: Session, stage: str, samples, where: tuple[int, int] = (0, 0)):
+    """(loss, logged terms, matchings, answer tokens) of one micro-batch of `stage`.
+
+    `where` = (step of the data stream, micro-batch): the key of a cached teacher's shard.
+    """
     d = s.config.distill
     student_batch = build_batch(s.family, s.student_processor, samples)
     kl = KLSettings(d.kl, d.kd_temperature, s.shared_vocab, d.chunk_size)
-    t_heads = Heads(s.teacher_verbalizers, s.family.final_norm(s.teacher), s.family.lm_head(s.teacher))
     st_heads = Heads(s.student_verbalizers, s.family.final_norm(s.student), s.family.lm_head(s.student))
 
-    def teacher_states(layers):
-        teacher_batch = build_batch(s.family, s.teacher_processor, samples)
-        with torch.no_grad():
-            return answer_states(s.family, s.teacher, teacher_batch, layers)
-
-    if stage == "verbalize_teacher":
-        states = teacher_states(s.teacher_verbalizers.layers)
-        losses = verbalization_losses(states, s.teacher_verbalizers, t_heads.final_norm, t_heads.lm_head)
-        return sum(losses.values()), {f"ce_layer{k}": v.item() for k, v in losses.items()}, [], len(states.targets)
-    if stage == "verbalize_student":
-        with torch.no_grad():
-            states = answer_states(s.family, s.student, student_batch, s.student_verbalizers.layers)
-        losses = verbalization_losses(states, s.student_verbalizers, st_heads.final_norm, st_heads.lm_head)
+    if stage in ("verbalize_teacher", "verbalize_student"):
+        model, processor = (s.teacher, s.teacher_processor) if stage == "verbalize_teacher" else (s.student, s.student_processor)
+        verbalizers = s.teacher_verbalizers if stage == "verbalize_teacher" else s.student_verbalizers
+        with torch.no_grad():  # backbones are frozen in step 1
+            states = answer_states(s.family, model, build_batch(s.family, processor, samples), verbalizers.layers)
+        losses = verbalization_losses(states, verbalizers, s.family.final_norm(model), s.family.lm_head(model))
         return sum(losses.values()), {f"ce_layer{k}": v.item() for k, v in losses.items()}, [], len(states.targets)
     if stage == "sft":
         student = answer_states(s.family, s.student, student_batch, [])
         loss = sft_loss(student)
         return loss, {"ce": loss.item()}, [], len(student.targets)
 
-    layers = s.teacher_verbalizers.layers if stage == "interact" else []
-    teacher = teacher_states(layers)
-    student = answer_states(s.family, s.student, student_batch, s.student_verbalizers.layers if stage == "interact" else [])
-    if not torch.equal(teacher.targets, student.targets):
-        raise RuntimeError("teacher and student disagree on the answer tokens: their tokenizers differ")
-    if stage == "final_kd":
-        loss = final_kd_loss(teacher, student, kl)
+    interact = stage == "interact"
+    student = answer_states(s.family, s.student, student_batch, s.student_verbalizers.layers if interact else [])
+    if s.teacher_cache is not None:
+        layer_tops, teacher_final, targets = s.teacher_cache.load(*where, s.par.rank)
+        teacher_layer = layer_tops.__getitem__
+    else:
+        with torch.no_grad():
+            t_layers = s.teacher_layers if interact else []
+            teacher = answer_states(s.family, s.teacher, build_batch(s.family, s.teacher_processor, samples), t_layers)
+        t_heads = Heads(s.teacher_verbalizers, s.family.final_norm(s.teacher), s.family.lm_head(s.teacher))
+        teacher_final, targets = teacher.logits, teacher.targets
+
+        def teacher_layer(i_l: int) -> torch.Tensor:
+            return t_heads.verbalize(s.teacher_layers[i_l], teacher.hidden[s.teacher_layers[i_l]])
+
+    if not torch.equal(targets, student.targets):
+        raise RuntimeError("teacher and student disagree on the answer tokens (different tokenizers or a stale cache)")
+    if not interact:
+        loss = final_kd_loss(teacher_final, student, kl)
         return loss, {"kl_final": loss.item()}, [], len(student.targets)
 
     def match(candidate_kl):
         return match_layers(
-            candidate_kl, len(s.student_verbalizers), len(s.teacher_verbalizers), d.matching, s.generator,
+            candidate_kl, len(s.student_verbalizers), len(s.teacher_layers), d.matching, s.generator,
             order=d.order, ranged=d.search_range, temperature=d.match_temperature, scale=d.temperature_scale,
         )
 
     loss, terms, matches = interaction_loss(
-        teacher, student, t_heads, st_heads, kl, match,
+        teacher_layer, teacher_final, student, st_heads, kl, match,
         per_sample=d.match_per == "sample", batch_size=len(samples), reduce_kls=s.par.mean,
         layer_weight=d.layer_weight, final_weight=d.final_weight,
     )
     terms["loss"] = loss.item()
     return loss, terms, matches, len(student.targets)
+
+
+def cache_teacher(config: RunConfig, out: Path) -> dict:
+    """The --cache-teacher command: step 1 for the teacher, then its top-k distributions for step 2."""
+    par = Parallel.from_env()
+    s = build_session(config, par, cache_root=out.parent / "cache")
+    run = RunDir(out / "verbalize")
+    run.path.mkdir(parents=True, exist_ok=True)
+    progress = Progress()
+    stage = plan(config)[0]
+    if not s.load_cached_teacher_verbalizers():
+        run_stage(s, run, stage, progress)
+        s.store_cached_teacher_verbalizers()
+    teacher_eval = evaluate_model(s, s.teacher, s.teacher_processor)
+    write_cache(s, out, config.distill.cache_top_k, teacher_eval)
+    return teacher_eval

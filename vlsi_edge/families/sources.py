@@ -27,8 +27,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # Width of tiny:<layers> models. The vocabulary comes from the ShapesVQA tokenizer, so a teacher and a
 # student built this way always share token ids.
 TINY_WIDTH = TinySpec(
-    text_hidden=32, text_heads=2, text_kv_heads=1, text_intermediate=64,
-    vision_layers=1, vision_hidden=32, vision_heads=2, vision_intermediate=64,
+    text_hidden=64, text_heads=2, text_kv_heads=1, text_intermediate=128,
+    vision_layers=1, vision_hidden=64, vision_heads=2, vision_intermediate=128,
     image_size=64, patch_size=16,
 )
 

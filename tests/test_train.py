@@ -1,0 +1,203 @@
+"""The VLsI trainer on tiny random models: who gets gradients, resume == uninterrupted, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vlsi_edge.config import ConfigError, load_config
+from vlsi_edge.distill import trainer
+from vlsi_edge.distill.parallel import Parallel
+from vlsi_edge.distill.run_dir import RunDir
+from vlsi_edge.distill.session import build_session, stage_parameters
+from vlsi_edge.recipes import RunConfig
+
+TINY_RUN = [
+    "model.teacher=tiny:4",
+    "model.student=tiny:3",
+    "data.image_size=64",
+    "data.eval_size=4",
+    "train.batch_size=2",
+    "train.verbalize.steps=2",
+    "train.interact.steps=3",
+    "train.sft.steps=2",
+    "train.checkpoint_every=1",
+    "train.log_every=1",
+]
+
+
+def tiny_config(*extra: str) -> RunConfig:
+    return load_config(RunConfig, overrides=[*TINY_RUN, *extra])
+
+
+@pytest.fixture(scope="module")
+def session():
+    return build_session(tiny_config(), Parallel())
+
+
+def _params_of(module) -> set[int]:
+    return {id(p) for p in module.parameters()}
+
+
+@pytest.mark.parametrize("stage", ["verbalize_teacher", "verbalize_student", "interact", "final_kd", "sft"])
+def test_gradients_exactly_where_the_stage_trains(session, stage):
+    s = session
+    trained = {id(p) for p in stage_parameters(s, stage)}
+    for module in (s.teacher, s.student, s.teacher_verbalizers, s.student_verbalizers):
+        module.zero_grad(set_to_none=True)
+    samples = s.data.batch("student", 0)
+    loss, terms, _, _ = trainer.stage_loss(s, stage, samples)
+    loss.backward()
+    everything = [*s.teacher.parameters(), *s.student.parameters(),
+                  *s.teacher_verbalizers.parameters(), *s.student_verbalizers.parameters()]
+    with_grad = {id(p) for p in everything if p.grad is not None and p.grad.abs().sum() > 0}
+    assert with_grad <= trained, f"{stage}: gradient on a frozen parameter"
+    # Everything trained gets a gradient, except the zero-initialised residual verbalizers' gate/up
+    # (their product with down == 0 is zero at init, so they start moving one step later).
+    gated = {id(p) for v in (s.teacher_verbalizers, s.student_verbalizers) for f in v.ffns.values()
+             for p in (f.gate.weight, f.up.weight)}
+    assert trained - gated <= with_grad, f"{stage}: a trained parameter got no gradient"
+    # The named frozen groups, spelled out.
+    fam = s.family
+    assert not _params_of(s.teacher) & trained
+    if stage != "sft":
+        assert not (_params_of(fam.lm_head(s.student)) | _params_of(fam.final_norm(s.student))) & trained
+    for vision in fam.vision_modules(s.student):
+        assert not _params_of(vision) & trained
+    if stage in ("interact", "final_kd"):
+        assert _params_of(fam.decoder_layers(s.student)) <= trained | set()
+        assert not _params_of(fam.embed_tokens(s.student)) & trained
+    if stage == "sft":
+        assert _params_of(fam.lm_head(s.student)) <= trained and _params_of(fam.embed_tokens(s.student)) <= trained
+
+
+def test_interaction_step_logs_matches_within_range(session):
+    s = session
+    stage_parameters(s, "interact")
+    _, terms, matches, n = trainer.stage_loss(s, "interact", s.data.batch("student", 0))
+    assert n > 0 and set(terms) >= {"kl_final", "loss"} and all(v >= 0 for v in terms.values())
+    teacher_idx = [i_l for _, i_l in matches[0].pairs]
+    assert teacher_idx == sorted(set(teacher_idx))  # strictly increasing: order preservation
+    t_s, t_l = len(s.student_verbalizers), len(s.teacher_verbalizers)
+    assert all(i_l <= t_l - t_s + i_s for i_s, i_l in matches[0].pairs)
+
+
+def _run(tmp_path, name, config, resume=False):
+    run = RunDir.resume(tmp_path / name, config) if resume else RunDir.create(tmp_path, name, config)
+    progress, session = trainer.train(config, run, resume=resume)
+    return run, progress, session
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
+    config = tiny_config()
+    _, full_progress, full = _run(tmp_path, "full", config)
+
+    # Kill the second run in the middle of step 2 (after its checkpoint at interact step 1).
+    calls = {"n": 0}
+    real = trainer.stage_loss
+
+    def dying(s, stage, samples, where):
+        if stage == "interact":
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt("killed")
+        return real(s, stage, samples, where)
+
+    monkeypatch.setattr(trainer, "stage_loss", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, "killed", config)
+    progress = json.loads((tmp_path / "killed" / "checkpoints" / "last" / "progress.json").read_text())
+    assert progress["step"] == 2 and progress["stage_index"] == 2  # interact, two steps done
+    monkeypatch.setattr(trainer, "stage_loss", real)
+    run, resumed_progress, resumed = _run(tmp_path, "killed", config, resume=True)
+
+    full_state, resumed_state = full.student.state_dict(), resumed.student.state_dict()
+    assert full_state.keys() == resumed_state.keys()
+    for key in full_state:
+        assert torch.equal(full_state[key], resumed_state[key]), key
+    assert full_progress.heatmap == resumed_progress.heatmap
+    # The metrics log has each step once, in order.
+    steps = [(m["stage"], m["step"]) for m in run.read_metrics()]
+    assert len(steps) == len(set(steps))
+    # The saved student loads with transformers alone.
+    from transformers import AutoModelForImageTextToText
+
+    loaded = AutoModelForImageTextToText.from_pretrained(run.path / "student")
+    assert torch.equal(loaded.state_dict()["lm_head.weight"], resumed_state["lm_head.weight"])
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    config = tiny_config("train.sft.steps=0", "train.interact.steps=1", "train.verbalize.steps=1")
+    RunDir.create(tmp_path, "a", config)
+    other = tiny_config("train.sft.steps=0", "train.interact.steps=1", "train.verbalize.steps=1", "distill.kl=reverse")
+    with pytest.raises(ConfigError, match="distill.kl: run has 'forward', now 'reverse'"):
+        RunDir.resume(tmp_path / "a", other)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("distill.student_layers=[0, 5]", "distill.student_layers"),
+        ("distill.teacher_layers=[0]", "t_s = 2 student targets > t_l = 1"),
+        ("data.dataset=/nonexistent/data.json", "data.json"),
+    ],
+)
+def test_refusals(override, message):
+    with pytest.raises((ConfigError, FileNotFoundError, ValueError), match=message):
+        build_session(tiny_config(override), Parallel())
+
+
+def test_empty_dataset_is_refused(tmp_path):
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    with pytest.raises(ValueError, match="empty"):
+        build_session(tiny_config(f"data.dataset={empty}"), Parallel())
+
+
+def test_unknown_recipe_key_is_refused(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("distill:\n  matchin: adaptive\n")
+    with pytest.raises(ConfigError, match="distill.matchin: unknown key"):
+        load_config(RunConfig, recipe)
+
+
+def test_vocabulary_mismatch_is_refused(tmp_path):
+    from tests.conftest import tiny_tokenizer
+    from vlsi_edge.families import VocabularyMismatch, get_family
+    from vlsi_edge.families.sources import TINY_WIDTH
+
+    family = get_family("idefics3")
+    other = tiny_tokenizer("idefics3", extra_specials=("<extra_0>", "<extra_1>"))
+    model = family.load(family.tiny_config(other, TINY_WIDTH))
+    model.save_pretrained(tmp_path / "student")
+    family.build_processor(other, TINY_WIDTH).save_pretrained(tmp_path / "student")
+    with pytest.raises(VocabularyMismatch, match="different ids"):
+        build_session(tiny_config(f"model.student={tmp_path / 'student'}"), Parallel())
+
+
+def test_teacher_cache_runs_step2_without_the_teacher(tmp_path):
+    """--cache-teacher, then a run with distill.teacher_cache: the teacher is never loaded, and with k
+    covering the whole (tiny) vocabulary the cached KL equals the live one up to fp16 storage."""
+    config = tiny_config("distill.cache_top_k=100000", "train.sft.steps=1")
+    accuracy = trainer.cache_teacher(config, tmp_path / "tcache")
+    assert set(accuracy) == {"val", "test", "holdout"}
+    cached = tiny_config("distill.cache_top_k=100000", "train.sft.steps=1", f"distill.teacher_cache={tmp_path / 'tcache'}")
+    s = build_session(cached, Parallel())
+    assert s.teacher is None and s.teacher_verbalizers is None
+    live = build_session(config, Parallel(), cache_root=tmp_path / "cache")
+    assert live.load_cached_teacher_verbalizers()  # the cache command stored them
+    for sess in (s, live):
+        stage_parameters(sess, "final_kd")
+    samples = s.data.batch("student", 1)
+    cached_loss, _, _, _ = trainer.stage_loss(s, "final_kd", samples, (1, 0))
+    live_loss, _, _, _ = trainer.stage_loss(live, "final_kd", samples, (1, 0))
+    assert cached_loss.item() == pytest.approx(live_loss.item(), rel=0.02, abs=1e-4)
+    # A whole run reads the cache: steps 1 (student only), 2 and 3.
+    run = RunDir.create(tmp_path, "cached", cached)
+    progress, _ = trainer.train(cached, run)
+    assert "verbalize_teacher" not in progress.stages and progress.evals["teacher"] == accuracy
+    # A cache built for other batches is refused.
+    with pytest.raises(ConfigError, match="was built for"):
+        build_session(tiny_config(f"distill.teacher_cache={tmp_path / 'tcache'}", "train.batch_size=3"), Parallel())

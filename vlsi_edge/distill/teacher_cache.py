@@ -1,0 +1,143 @@
+"""Offline teacher cache: the teacher's verbalized top-k distributions for every step-2 batch, on disk.
+
+    python -m vlsi_edge.train --cache-teacher DIR [--recipe R] [--set ...]     # teacher resident
+    python -m vlsi_edge.train --set distill.teacher_cache=DIR [--recipe R]     # teacher never loaded
+
+The cache command trains (or loads) the teacher verbalizers, then walks exactly the micro-batches step 2
+will see (same data stream, batch size, accumulation and ranks) and stores, at the answer positions,
+the top-k log-probabilities and token ids of every teacher target layer and of the final logits:
+
+    DIR/meta.json                      teacher, target layers, k, data/batch fingerprint, teacher accuracy
+    DIR/tokenizer/                     the teacher's tokenizer (for the vocabulary check)
+    DIR/shards/s{step}_m{micro}_r{rank}.safetensors   logprobs [T+1, N, k] fp16, ids [T+1, N, k] int32, targets [N]
+
+The KL against a cached teacher is taken on its top-k support, renormalised (as DistillKit does):
+    KL(p_t || p_s) ~= sum_{j in top-k} p^_t(j) (log p^_t(j) - log p_s(j)),  p^_t = p_t / sum_{top-k} p_t
+Only the forward direction can be computed from a top-k cache; the matching is restricted to the
+cached teacher targets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save
+from tqdm import tqdm
+
+from vlsi_edge import atomic
+from vlsi_edge.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TopK:
+    """A sparse teacher distribution: [N, k] log-probs and ids (rows = answer positions)."""
+
+    logprobs: torch.Tensor
+    ids: torch.Tensor
+
+    def __getitem__(self, rows) -> "TopK":
+        return TopK(self.logprobs[rows], self.ids[rows])
+
+    @classmethod
+    def of(cls, logits: torch.Tensor, k: int, vocab: int) -> "TopK":
+        logprobs = F.log_softmax(logits[..., :vocab].float(), dim=-1)
+        values, ids = logprobs.topk(min(k, vocab), dim=-1)
+        return cls(values, ids)
+
+
+def topk_kl(teacher: TopK, student_logits: torch.Tensor, temperature: float, vocab: int | None) -> torch.Tensor:
+    """[N] forward KL of a top-k teacher (renormalised on its support) against full student logits."""
+    width = vocab or student_logits.shape[-1]
+    log_s = F.log_softmax(student_logits[..., :width].float() / temperature, dim=-1).gather(-1, teacher.ids.long())
+    log_t = F.log_softmax(teacher.logprobs.float() / temperature, dim=-1)  # renormalise on the support
+    return (log_t.exp() * (log_t - log_s)).sum(-1) * temperature**2
+
+
+def fingerprint(config, world: int) -> dict:
+    """What must match between the cache and the run that reads it."""
+    return {
+        "data": {k: v for k, v in config.data.__dict__.items() if k != "eval_size"},
+        "batch_size": config.train.batch_size,
+        "grad_accum": config.train.grad_accum,
+        "world": world,
+        "steps": config.train.interact.steps,
+    }
+
+
+class TeacherCache:
+    """Reads a cache written by `write_cache`, checked against the run's config."""
+
+    def __init__(self, path: str | Path, config, world: int):
+        self.path = Path(path)
+        meta_path = self.path / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{self.path}: not a teacher cache (no meta.json); build one with --cache-teacher")
+        self.meta = json.loads(meta_path.read_text())
+        expected = fingerprint(config, world)
+        if self.meta["fingerprint"] != json.loads(json.dumps(expected)):
+            raise ConfigError(
+                f"teacher cache {self.path} was built for {self.meta['fingerprint']}, but this run needs {expected}; "
+                "rebuild it with --cache-teacher using this recipe"
+            )
+        if config.distill.kl != "forward":
+            raise ConfigError("distill.kl: a top-k teacher cache supports only 'forward' KL")
+        if config.distill.teacher_layers not in (None, self.meta["layers"]):
+            raise ConfigError(
+                f"distill.teacher_layers {config.distill.teacher_layers} differ from the cached layers {self.meta['layers']}"
+            )
+
+    @property
+    def layers(self) -> list[int]:
+        return self.meta["layers"]
+
+    def load(self, step: int, micro: int, rank: int) -> tuple[list[TopK], TopK, torch.Tensor]:
+        """(per-target TopK, final TopK, answer targets) of one micro-batch."""
+        path = self.path / "shards" / f"s{step:06d}_m{micro:03d}_r{rank:03d}.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing from the teacher cache (was it built with fewer steps?)")
+        shard = load_file(path)
+        tops = [TopK(shard["logprobs"][i], shard["ids"][i]) for i in range(shard["logprobs"].shape[0])]
+        return tops[:-1], tops[-1], shard["targets"]
+
+
+def write_cache(session, out: Path, k: int, teacher_eval: dict) -> None:
+    """Precompute every step-2 micro-batch of this rank (see the module docstring)."""
+    from vlsi_edge.distill.steps import answer_states
+    from vlsi_edge.families import build_batch
+
+    s, c = session, session.config
+    layers = s.teacher_layers
+    norm, head = s.family.final_norm(s.teacher), s.family.lm_head(s.teacher)
+    steps = c.train.interact.steps
+    for step in tqdm(range(steps), desc="teacher cache", disable=not s.par.is_main):
+        for micro in range(c.train.grad_accum):
+            samples = s.data.batch("student", step, micro)
+            batch = build_batch(s.family, s.teacher_processor, samples)
+            with torch.no_grad():
+                states = answer_states(s.family, s.teacher, batch, layers)
+                tops = [TopK.of(head(norm(s.teacher_verbalizers(layer, states.hidden[layer]))), k, s.shared_vocab) for layer in layers]
+                tops.append(TopK.of(states.logits, k, s.shared_vocab))
+            tensors = {
+                "logprobs": torch.stack([t.logprobs for t in tops]).half().contiguous(),
+                "ids": torch.stack([t.ids for t in tops]).int().contiguous(),
+                "targets": states.targets.contiguous(),
+            }
+            atomic.write_bytes(out / "shards" / f"s{step:06d}_m{micro:03d}_r{s.par.rank:03d}.safetensors", save(tensors))
+    if s.par.is_main:
+        s.teacher_processor.save_pretrained(out / "tokenizer")
+        atomic.write_json(out / "meta.json", {
+            "teacher": s.teacher_source,
+            "layers": layers,
+            "k": k,
+            "shared_vocab": s.shared_vocab,
+            "fingerprint": fingerprint(c, s.par.world),
+            "teacher_accuracy": teacher_eval,
+        })
+    s.par.barrier()
