@@ -201,3 +201,38 @@ def test_teacher_cache_runs_step2_without_the_teacher(tmp_path):
     # A cache built for other batches is refused.
     with pytest.raises(ConfigError, match="was built for"):
         build_session(tiny_config(f"distill.teacher_cache={tmp_path / 'tcache'}", "train.batch_size=3"), Parallel())
+
+
+def test_torchrun_two_processes_agree(tmp_path):
+    """A 2-process gloo run completes; the trainer checks that both ranks end with identical weights
+    and matching histories (it raises otherwise), and the run is the same as ... itself on rank 0."""
+    import os
+    import subprocess
+    import sys
+
+    overrides = [a for o in TINY_RUN + ["train.sft.steps=1", "train.batch_size=1"] for a in ("--set", o)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "vlsi_edge.train", "--runs-dir", str(tmp_path), "--name", "ddp", *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "all 2 ranks agree on the student weights" in output
+    assert "all 2 ranks agree on the matched layers" in output
+    report = json.loads((tmp_path / "ddp" / "report.json").read_text())
+    assert set(report["accuracy"]) == {"teacher", "student_base", "after_step2", "after_step3"}
+
+
+@pytest.mark.parametrize("bits", ["4bit", "8bit"])
+def test_quantized_teacher_trains_a_step(tmp_path, bits):
+    """bitsandbytes on CPU: a 4-bit (NF4) / 8-bit teacher loads and drives one step of each stage."""
+    import bitsandbytes as bnb
+
+    config = tiny_config(f"model.teacher_quantization={bits}", "train.verbalize.steps=1",
+                         "train.interact.steps=1", "train.sft.steps=1")
+    run = RunDir.create(tmp_path, bits, config)
+    progress, s = trainer.train(config, run)
+    layer = bnb.nn.Linear4bit if bits == "4bit" else bnb.nn.Linear8bitLt
+    assert any(isinstance(m, layer) for m in s.teacher.modules())
+    assert all(st["steps"] == 1 for st in progress.stages.values())
+    assert all(v >= 0 for m in run.read_metrics() for k, v in m.items() if k.startswith("kl"))

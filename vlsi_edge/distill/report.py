@@ -57,10 +57,13 @@ def _markdown(report: dict) -> str:
             if key in accuracy:
                 lines.append(f"| {label} | " + " | ".join(f"{accuracy[key][s]['accuracy']:.3f}" for s in splits) + " |")
         lines.append("")
-    lines += ["## Stages", "", "| stage | steps | wall time (s) | peak RSS (MB) |", "|---|---|---|---|"]
+    lines += ["## Stages", "", "| stage | steps | wall time (s) | median step (s) | peak RSS (MB) |", "|---|---|---|---|---|"]
     for name, st in report["stages"].items():
         note = " (teacher verbalizers from cache)" if st.get("from_cache") else ""
-        lines.append(f"| {name}{note} | {st.get('steps', 0)} | {st.get('wall_time_s', 0)} | {st.get('peak_rss_mb', 0)} |")
+        lines.append(
+            f"| {name}{note} | {st.get('steps', 0)} | {st.get('wall_time_s', 0)} | {st.get('median_step_s', '-')} "
+            f"| {st.get('peak_rss_mb', 0)} |"
+        )
     lines += ["", f"Total training time: {report['total_wall_time_s']} s.", ""]
     if report["matching_heatmap"]:
         lines += [
@@ -73,7 +76,7 @@ def _markdown(report: dict) -> str:
 
 def plot_losses(metrics: list[dict], path: Path) -> None:
     """One panel per stage, one line per logged loss term."""
-    skip = {"stage", "step", "lr", "tokens_per_s", "peak_rss_mb", "matched", "temperatures"}
+    skip = {"stage", "step", "lr", "step_s", "tokens_per_s", "peak_rss_mb", "matched", "temperatures"}
     stages = list(dict.fromkeys(m["stage"] for m in metrics))
     if not stages:
         return

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 import time
 import zlib
 from pathlib import Path
@@ -173,6 +174,7 @@ def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_
     reset_peak_rss()
     started = time.perf_counter() - stats["wall_time_s"]
     bar = tqdm(range(resume_step, stage.schedule.steps), desc=stage.name, disable=not s.par.is_main, mininterval=1)
+    step_times: list[float] = []
     for step in bar:
         tick = time.perf_counter()
         terms: dict[str, float] = {}
@@ -191,6 +193,7 @@ def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         pairs = _record_matches(s, progress, matches, step, stage.schedule.steps)
+        step_times.append(time.perf_counter() - tick)
 
         done = step + 1
         if s.par.is_main and (done % config.train.log_every == 0 or done == stage.schedule.steps or step == resume_step):
@@ -199,7 +202,8 @@ def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_
                 "step": step,
                 **{k: round(v, 6) for k, v in terms.items()},
                 "lr": scheduler.get_last_lr()[0],
-                "tokens_per_s": round(tokens / max(time.perf_counter() - tick, 1e-9), 1),
+                "step_s": round(step_times[-1], 4),
+                "tokens_per_s": round(tokens / max(step_times[-1], 1e-9), 1),
                 "peak_rss_mb": round(peak_rss_mb(), 1),
             }
             if pairs:
@@ -210,6 +214,7 @@ def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_
         progress.step = done
         stats["wall_time_s"] = round(time.perf_counter() - started, 2)
         stats["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        stats["median_step_s"] = round(statistics.median(step_times), 4)
         if done % config.train.checkpoint_every == 0 and done < stage.schedule.steps:
             ckpt.save(run, s, progress, optimizer, scheduler)
 
