@@ -59,7 +59,7 @@ RECIPES: dict[str, ZooRecipe] = {
             text_layers=4, text_hidden=64, text_heads=4, text_kv_heads=2, text_intermediate=128,
             vision_layers=1, vision_hidden=64, vision_heads=2, vision_intermediate=128,
         ),
-        steps=1000,
+        steps=2500,
         seed=1,
     ),
 }
