@@ -65,6 +65,23 @@ class Family:
     def tokenizer(self, processor: Any) -> PreTrainedTokenizerBase:
         return processor.tokenizer
 
+    def text_dims(self, tokenizer: PreTrainedTokenizerBase, spec: TinySpec) -> dict:
+        """Decoder settings shared by every family's tiny config (each adds its own)."""
+        ids = tokenizer.convert_tokens_to_ids
+        return dict(
+            vocab_size=len(tokenizer),
+            hidden_size=spec.text_hidden,
+            intermediate_size=spec.text_intermediate,
+            num_hidden_layers=spec.text_layers,
+            num_attention_heads=spec.text_heads,
+            num_key_value_heads=spec.text_kv_heads,
+            max_position_embeddings=512,
+            bos_token_id=ids("<|im_start|>"),
+            eos_token_id=ids(self.eos_token),
+            pad_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=False,
+        )
+
     # ---- prompts and inputs ---------------------------------------------------------------------
     def prompt(self, question: str, history: tuple[tuple[str, str], ...] = ()) -> str:
         """Chat text up to (and including) the assistant marker; the image goes in the first user turn."""
@@ -136,6 +153,25 @@ class Family:
                 "saved by another transformers version or another family"
             )
         return model
+
+
+class ChatMLFamily(Family):
+    """Families whose chat template is ChatML (Qwen2-VL, LLaVA-OneVision): only the image placeholder differs."""
+
+    image_placeholder: ClassVar[str]  # what stands for the image in the first user turn
+    eos_token = "<|im_end|>"
+
+    def prompt(self, question: str, history: tuple[tuple[str, str], ...] = ()) -> str:
+        turns = []
+        for i, (user, assistant) in enumerate(history):
+            turns.append(f"<|im_start|>user\n{self.image_placeholder if i == 0 else ''}{user}<|im_end|>\n")
+            turns.append(f"<|im_start|>assistant\n{assistant}<|im_end|>\n")
+        image = "" if history else self.image_placeholder
+        turns.append(f"<|im_start|>user\n{image}{question}<|im_end|>\n<|im_start|>assistant\n")
+        return "".join(turns)
+
+    def answer_text(self, answer: str) -> str:
+        return f"{answer}{self.eos_token}"  # the prompt ends with a newline: no leading space
 
 
 def _tied(model: PreTrainedModel) -> bool:

@@ -31,21 +31,7 @@ class Idefics3Family(Family):
 
     def tiny_config(self, tokenizer, spec: TinySpec) -> Idefics3Config:
         ids = tokenizer.convert_tokens_to_ids
-        text = dict(
-            model_type="llama",
-            vocab_size=len(tokenizer),
-            hidden_size=spec.text_hidden,
-            intermediate_size=spec.text_intermediate,
-            num_hidden_layers=spec.text_layers,
-            num_attention_heads=spec.text_heads,
-            num_key_value_heads=spec.text_kv_heads,
-            max_position_embeddings=512,
-            rms_norm_eps=1e-5,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=ids("<|im_start|>"),
-            eos_token_id=ids(self.eos_token),
-            tie_word_embeddings=False,
-        )
+        text = dict(model_type="llama", rms_norm_eps=1e-5, **self.text_dims(tokenizer, spec))
         vision = dict(
             hidden_size=spec.vision_hidden,
             intermediate_size=spec.vision_intermediate,

@@ -12,32 +12,19 @@ from __future__ import annotations
 from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
-from vlsi_edge.families.base import Family, TinySpec
+from vlsi_edge.families.base import ChatMLFamily, TinySpec
 
 
-class LlavaFamily(Family):
+class LlavaFamily(ChatMLFamily):
     name = "llava"
     model_class = LlavaForConditionalGeneration
     image_token = "<image>"
-    eos_token = "<|im_end|>"
+    image_placeholder = "<image>\n"
     special_tokens = ("<image>",)
 
     def tiny_config(self, tokenizer, spec: TinySpec) -> LlavaConfig:
         ids = tokenizer.convert_tokens_to_ids
-        text = dict(
-            model_type="qwen2",
-            vocab_size=len(tokenizer),
-            hidden_size=spec.text_hidden,
-            intermediate_size=spec.text_intermediate,
-            num_hidden_layers=spec.text_layers,
-            num_attention_heads=spec.text_heads,
-            num_key_value_heads=spec.text_kv_heads,
-            max_position_embeddings=1024,
-            bos_token_id=ids("<|im_start|>"),
-            eos_token_id=ids(self.eos_token),
-            pad_token_id=tokenizer.pad_token_id,
-            tie_word_embeddings=False,
-        )
+        text = dict(model_type="qwen2", **self.text_dims(tokenizer, spec))
         vision = dict(
             model_type="siglip_vision_model",
             hidden_size=spec.vision_hidden,
@@ -76,18 +63,6 @@ class LlavaFamily(Family):
 
     def process(self, processor, images, texts):
         return dict(processor(images=images, text=texts, return_tensors="pt"))
-
-    def prompt(self, question, history=()):
-        turns = []
-        for i, (user, assistant) in enumerate(history):
-            turns.append(f"<|im_start|>user\n{'<image>' + chr(10) if i == 0 else ''}{user}<|im_end|>\n")
-            turns.append(f"<|im_start|>assistant\n{assistant}<|im_end|>\n")
-        image = "" if history else "<image>\n"
-        turns.append(f"<|im_start|>user\n{image}{question}<|im_end|>\n<|im_start|>assistant\n")
-        return "".join(turns)
-
-    def answer_text(self, answer: str) -> str:
-        return f"{answer}{self.eos_token}"
 
     def language_model(self, model):
         return model.model.language_model

@@ -18,7 +18,7 @@ import torch
 from transformers import AutoTokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from vlsi_edge.families.base import Family, TinySpec
+from vlsi_edge.families.base import ChatMLFamily, TinySpec
 
 MERGE_SIZE = 2
 
@@ -53,11 +53,11 @@ class ImageTextProcessor:
         return cls(Qwen2VLImageProcessorPil.from_pretrained(path), AutoTokenizer.from_pretrained(path))
 
 
-class Qwen2VLFamily(Family):
+class Qwen2VLFamily(ChatMLFamily):
     name = "qwen2_vl"
     model_class = Qwen2VLForConditionalGeneration
     image_token = "<|image_pad|>"
-    eos_token = "<|im_end|>"
+    image_placeholder = "<|vision_start|><|image_pad|><|vision_end|>"
     special_tokens = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
 
     def tiny_config(self, tokenizer, spec: TinySpec) -> Qwen2VLConfig:
@@ -69,17 +69,8 @@ class Qwen2VLFamily(Family):
         height = (half - half // 4) // 2
         mrope_section = [half // 4, height, half - half // 4 - height]
         text = dict(
-            vocab_size=len(tokenizer),
-            hidden_size=spec.text_hidden,
-            intermediate_size=spec.text_intermediate,
-            num_hidden_layers=spec.text_layers,
-            num_attention_heads=spec.text_heads,
-            num_key_value_heads=spec.text_kv_heads,
-            max_position_embeddings=512,
+            **self.text_dims(tokenizer, spec),
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
-            bos_token_id=ids("<|im_start|>"),
-            eos_token_id=ids(self.eos_token),
-            pad_token_id=tokenizer.pad_token_id,
         )
         vision = dict(
             depth=spec.vision_layers,
@@ -113,18 +104,6 @@ class Qwen2VLFamily(Family):
 
     def process(self, processor, images, texts):
         return processor(images=images, text=texts)
-
-    def prompt(self, question, history=()):
-        image = "<|vision_start|><|image_pad|><|vision_end|>"
-        turns = []
-        for i, (user, assistant) in enumerate(history):
-            turns.append(f"<|im_start|>user\n{image if i == 0 else ''}{user}<|im_end|>\n")
-            turns.append(f"<|im_start|>assistant\n{assistant}<|im_end|>\n")
-        turns.append(f"<|im_start|>user\n{'' if history else image}{question}<|im_end|>\n<|im_start|>assistant\n")
-        return "".join(turns)
-
-    def answer_text(self, answer: str) -> str:
-        return f"{answer}{self.eos_token}"
 
     def language_model(self, model):
         return model.model.language_model
