@@ -40,6 +40,18 @@ class TinySpec:
     patch_size: int = 16
 
 
+def siglip_dims(spec: TinySpec) -> dict:
+    """Vision settings of a SigLIP-style tower (Idefics3's and LLaVA-OneVision's)."""
+    return dict(
+        hidden_size=spec.vision_hidden,
+        intermediate_size=spec.vision_intermediate,
+        num_hidden_layers=spec.vision_layers,
+        num_attention_heads=spec.vision_heads,
+        image_size=spec.image_size,
+        patch_size=spec.patch_size,
+    )
+
+
 class Family:
     """Base adapter. Subclasses set the class attributes and implement the `_`-free abstract methods."""
 

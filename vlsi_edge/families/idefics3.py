@@ -11,7 +11,7 @@ from __future__ import annotations
 from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
 from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
-from vlsi_edge.families.base import Family, TinySpec
+from vlsi_edge.families.base import Family, TinySpec, siglip_dims
 
 SCALE_FACTOR = 2
 
@@ -32,14 +32,7 @@ class Idefics3Family(Family):
     def tiny_config(self, tokenizer, spec: TinySpec) -> Idefics3Config:
         ids = tokenizer.convert_tokens_to_ids
         text = dict(model_type="llama", rms_norm_eps=1e-5, **self.text_dims(tokenizer, spec))
-        vision = dict(
-            hidden_size=spec.vision_hidden,
-            intermediate_size=spec.vision_intermediate,
-            num_hidden_layers=spec.vision_layers,
-            num_attention_heads=spec.vision_heads,
-            image_size=spec.image_size,
-            patch_size=spec.patch_size,
-        )
+        vision = siglip_dims(spec)
         return Idefics3Config(
             text_config=text,
             vision_config=vision,

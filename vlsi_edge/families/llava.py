@@ -12,7 +12,7 @@ from __future__ import annotations
 from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
-from vlsi_edge.families.base import ChatMLFamily, TinySpec
+from vlsi_edge.families.base import ChatMLFamily, TinySpec, siglip_dims
 
 
 class LlavaFamily(ChatMLFamily):
@@ -25,15 +25,7 @@ class LlavaFamily(ChatMLFamily):
     def tiny_config(self, tokenizer, spec: TinySpec) -> LlavaConfig:
         ids = tokenizer.convert_tokens_to_ids
         text = dict(model_type="qwen2", **self.text_dims(tokenizer, spec))
-        vision = dict(
-            model_type="siglip_vision_model",
-            hidden_size=spec.vision_hidden,
-            intermediate_size=spec.vision_intermediate,
-            num_hidden_layers=spec.vision_layers,
-            num_attention_heads=spec.vision_heads,
-            image_size=spec.image_size,
-            patch_size=spec.patch_size,
-        )
+        vision = dict(model_type="siglip_vision_model", **siglip_dims(spec))
         return LlavaConfig(
             text_config=text,
             vision_config=vision,
