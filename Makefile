@@ -18,9 +18,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-# The main job on the embedded default: re-evaluate the shipped toy teacher and student.
+# The main job on the embedded default: VLsI on the shipped toy pair (train; export joins later).
 demo: install
-	$(BIN)/python -m vlsi_edge.zoo evaluate
+	$(BIN)/python -m vlsi_edge.train
 
 test: install
 	$(BIN)/python -m pytest -q
