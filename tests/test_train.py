@@ -236,3 +236,27 @@ def test_quantized_teacher_trains_a_step(tmp_path, bits):
     assert any(isinstance(m, layer) for m in s.teacher.modules())
     assert all(st["steps"] == 1 for st in progress.stages.values())
     assert all(v >= 0 for m in run.read_metrics() for k, v in m.items() if k.startswith("kl"))
+
+
+def test_cli_run_writes_report_plots_and_latest(tmp_path, capsys):
+    from vlsi_edge.train import main
+
+    args = ["--runs-dir", str(tmp_path), "--name", "cli"]
+    for o in TINY_RUN:
+        args += ["--set", o]
+    assert main(args) == 0
+    run = tmp_path / "cli"
+    report = json.loads((run / "report.json").read_text())
+    assert (tmp_path / "latest").resolve() == run.resolve()
+    for name in ("report.md", "loss_curves.png", "matching_heatmap.png", "config.yaml", "student/config.json",
+                 "verbalizers/student/verbalizers.json", "verbalizers/teacher/verbalizers.safetensors"):
+        assert (run / name).is_file(), name
+    # The heat map counts every step-2 match: steps x student targets.
+    counts = sum(sum(row) for half in report["matching_heatmap"].values() for row in half)
+    assert counts == 3 * len(report["student_layers"])
+    assert "after step 3 (SFT)" in (run / "report.md").read_text()
+    # Bad input: a second run with the same name is refused without touching the first.
+    before = (run / "report.json").read_bytes()
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (run / "report.json").read_bytes() == before
