@@ -27,7 +27,6 @@ import torch
 from tqdm import tqdm
 
 from vlsi_edge.distill import checkpoint as ckpt
-from vlsi_edge.distill.data import TrainData
 from vlsi_edge.distill.matching import match_layers
 from vlsi_edge.distill.memory import peak_rss_mb, reset_peak_rss
 from vlsi_edge.distill.parallel import Parallel

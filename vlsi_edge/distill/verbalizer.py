@@ -18,7 +18,6 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
