@@ -1,0 +1,76 @@
+"""ExecuTorch export of the three parts into one .pte (work in progress: fp32 only so far).
+
+Stages: torch.export each part (the token sequence dimension dynamic) -> to_edge_transform_and_lower
+with the XNNPACK partitioner and the LLM-runner metadata as constant methods -> to_executorch ->
+serialise. The result runs in ExecuTorch's stock `MultimodalRunner` (the C++ runner behind the
+Android `LlmModule`), which calls `vision_encoder`, `token_embedding`, `text_decoder(embeds, positions)`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch.export import Dim, export
+
+from vlsi_edge import atomic
+from vlsi_edge.deploy.parts import Parts
+
+log = logging.getLogger(__name__)
+
+
+def export_parts(parts: Parts, hidden_size: int, image_size: int) -> dict:
+    """torch.export programs of the three parts (static image, dynamic token count up to the cache)."""
+    seq = Dim("seq", min=1, max=parts.max_cache_len - 1)
+    example_tokens = torch.zeros(1, 3, dtype=torch.long)
+    return {
+        "vision_encoder": export(parts.vision_encoder, (torch.zeros(1, 3, image_size, image_size),), strict=False),
+        "token_embedding": export(parts.token_embedding, (example_tokens,), dynamic_shapes=({1: seq},), strict=False),
+        # Embeddings first and positions second: the order the runner passes them in.
+        "text_decoder": export(
+            parts.text_decoder,
+            (),
+            {"inputs_embeds": torch.zeros(1, 3, hidden_size), "cache_position": torch.arange(3)},
+            dynamic_shapes={"inputs_embeds": {1: seq}, "cache_position": {0: seq}},
+            strict=True,
+        ),
+    }
+
+
+def runner_metadata(parts: Parts, tokenizer, eos_token: str) -> dict:
+    """The constant methods ExecuTorch's LLM runners read."""
+    return {
+        "get_max_seq_len": parts.max_cache_len - 1,
+        "get_max_context_len": parts.max_cache_len,
+        "get_vocab_size": len(tokenizer),
+        "get_bos_id": tokenizer.convert_tokens_to_ids("<|im_start|>"),
+        "get_eos_ids": [tokenizer.convert_tokens_to_ids(eos_token)],
+        "use_kv_cache": True,
+        "enable_dynamic_shape": True,
+    }
+
+
+def export_executorch(parts: Parts, hidden_size: int, image_size: int, metadata: dict, path: str | Path) -> int:
+    """Lower to XNNPACK and write the .pte atomically; returns its size in bytes."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
+    from executorch.exir.passes import MemoryPlanningPass
+
+    programs = export_parts(parts, hidden_size, image_size)
+    edge = to_edge_transform_and_lower(
+        programs,
+        partitioner=[XnnpackPartitioner()],
+        compile_config=EdgeCompileConfig(_check_ir_validity=False),
+        constant_methods=metadata,
+    )
+    program = edge.to_executorch(
+        ExecutorchBackendConfig(
+            extract_delegate_segments=True,
+            do_quant_fusion_and_const_prop=True,
+            memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
+        )
+    )
+    atomic.write_bytes(path, program.buffer)
+    log.info("wrote %s (%d bytes)", path, len(program.buffer))
+    return len(program.buffer)
