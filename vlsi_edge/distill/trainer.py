@@ -104,8 +104,8 @@ def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progres
     for index, stage in enumerate(stages):
         if index < progress.stage_index:
             continue
-        if stage.name in ("interact", "final_kd") or (stage.name == "sft" and "student_base" not in progress.evals):
-            progress.evals.setdefault("student_base", evaluate_model(s, s.student, s.student_processor))
+        if stage.name in ("interact", "final_kd", "sft") and "student_base" not in progress.evals:
+            progress.evals["student_base"] = evaluate_model(s, s.student, s.student_processor)
         if stage.name == "verbalize_teacher" and progress.step == 0 and s.load_cached_teacher_verbalizers():
             progress.stages[stage.name] = {"steps": 0, "wall_time_s": 0.0, "peak_rss_mb": 0.0, "from_cache": True}
         else:
