@@ -66,3 +66,23 @@ def test_stock_executorch_runner_runs_our_pte(student, tmp_path):
         runner.reset()
         text = runner.generate_text(inputs, GenerationConfig(echo=False, temperature=0.0, max_new_tokens=40))
         assert text.replace(family.eos_token, "").strip() == expected
+
+
+def test_onnx_graphs_answer_like_the_eager_model(student, tmp_path):
+    """vision_encoder / embed_tokens / decoder_model_merged (past keys/values in and out) in onnxruntime."""
+    from vlsi_edge.deploy.onnx_export import export_onnx
+    from vlsi_edge.runtime import OnnxVLM
+
+    zoo, samples, reference = student
+    family, tokenizer = zoo.family, zoo.family.tokenizer(zoo.processor)
+    paths = export_onnx(zoo.model, family, zoo.card["spec"]["image_size"], tmp_path)
+    assert all(p.is_file() for p in paths.values())
+    vlm = OnnxVLM(tmp_path / "onnx", zoo.model.config.image_token_id)
+    eos = tokenizer.convert_tokens_to_ids(family.eos_token)
+    for sample, expected in zip(samples, reference):
+        input_ids, pixels = _prompt(zoo, sample)
+        ids, first_logits = vlm.generate(input_ids.numpy(), pixels.numpy(), eos)
+        with torch.no_grad():
+            full = zoo.model(input_ids=input_ids, pixel_values=pixels.unsqueeze(1)).logits[0, -1]
+        torch.testing.assert_close(torch.from_numpy(first_logits), full, atol=1e-4, rtol=1e-4)
+        assert tokenizer.decode(ids, skip_special_tokens=True).strip() == expected

@@ -1,0 +1,85 @@
+"""ONNX export of the default family in the layout of the official SmolVLM ONNX exports (work in progress: fp32).
+
+    onnx/vision_encoder.onnx        pixel_values [1, 3, H, W]                -> image_features [1, n, D]
+    onnx/embed_tokens.onnx          input_ids [1, S] int64                   -> inputs_embeds [1, S, D]
+    onnx/decoder_model_merged.onnx  inputs_embeds, attention_mask, position_ids,
+                                    past_key_values.{i}.key / .value [1, kv_heads, P, head_dim]
+                                 -> logits [1, S, V], present.{i}.key / .value [1, kv_heads, P + S, head_dim]
+
+The decoder takes its past keys/values as inputs and returns the updated ones (what optimum-onnx cannot
+do for decoder-only VLMs); an empty past (P = 0) starts a generation. Names follow transformers.js
+(docs/EXPORT_RESEARCH.md); batch is 1 for now.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import DynamicCache
+
+from vlsi_edge.deploy.parts import Idefics3VisionEncoder
+
+
+class PastKeyValueDecoder(nn.Module):
+    """Language model + lm_head with explicit past keys/values in and present keys/values out."""
+
+    def __init__(self, model, family):
+        super().__init__()
+        self.config = model.config.get_text_config()
+        self.language_model = family.language_model(model)
+        self.lm_head = family.lm_head(model)
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, *past):
+        cache = DynamicCache(config=self.config)
+        for i in range(self.config.num_hidden_layers):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        out = self.language_model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, cache=cache, use_cache=True
+        )
+        presents = [t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)]
+        return (self.lm_head(out.last_hidden_state), *presents)
+
+
+def kv_shape(model) -> tuple[int, int, int]:
+    """(layers, kv heads, head dim) of the decoder's cache."""
+    c = model.config.get_text_config()
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    return c.num_hidden_layers, c.num_key_value_heads, head_dim
+
+
+def export_onnx(model, family, image_size: int, out_dir: str | Path) -> dict[str, Path]:
+    """Write the three fp32 graphs under out_dir/onnx/; returns their paths by name."""
+    out = Path(out_dir) / "onnx"
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    layers, heads, head_dim = kv_shape(model)
+    hidden = family.hidden_size(model)
+    paths = {name: out / f"{name}.onnx" for name in ("vision_encoder", "embed_tokens", "decoder_model_merged")}
+    seq = {1: "sequence_length"}
+
+    torch.onnx.export(
+        Idefics3VisionEncoder(model).eval(), (torch.zeros(1, 3, image_size, image_size),), paths["vision_encoder"],
+        input_names=["pixel_values"], output_names=["image_features"], dynamo=True, external_data=False,
+    )
+    torch.onnx.export(
+        family.embed_tokens(model), (torch.zeros(1, 3, dtype=torch.long),), paths["embed_tokens"],
+        input_names=["input_ids"], output_names=["inputs_embeds"], dynamic_shapes=(seq,), dynamo=True, external_data=False,
+    )
+    past_names = [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    present_names = [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    example = (
+        torch.zeros(1, 3, hidden),
+        torch.ones(1, 5, dtype=torch.long),
+        torch.arange(2, 5).unsqueeze(0),
+        *[torch.zeros(1, heads, 2, head_dim) for _ in past_names],
+    )
+    torch.onnx.export(
+        PastKeyValueDecoder(model, family).eval(), example, paths["decoder_model_merged"],
+        input_names=["inputs_embeds", "attention_mask", "position_ids", *past_names],
+        output_names=["logits", *present_names],
+        dynamic_shapes=(seq, {1: "total_sequence_length"}, seq, tuple({2: "past_sequence_length"} for _ in past_names)),
+        dynamo=True, external_data=False,
+    )
+    return paths
