@@ -387,17 +387,3 @@ def test_matching_errors():
         match_layers(lambda i_s, c: torch.zeros(2), 1, 3)
     with pytest.raises(ValueError, match="non-finite"):
         match_layers(lambda i_s, c: torch.full((len(c),), float("nan")), 1, 3)
-
-
-def test_topk_kl_approaches_full_kl_for_a_peaked_teacher():
-    from vlsi_edge.distill.teacher_cache import TopK, topk_kl
-
-    torch.manual_seed(0)
-    teacher = torch.randn(16, 300) * 8.0  # peaked: most mass in a few tokens, as a trained model's
-    student = torch.randn(16, 300)
-    full = kl_divergence(teacher, student)
-    top = topk_kl(TopK.of(teacher, 32, 300), student, temperature=1.0, vocab=300)
-    assert (top >= -1e-5).all()
-    torch.testing.assert_close(top, full, rtol=0.05, atol=0.05)
-    exact = topk_kl(TopK.of(teacher, 300, 300), student, temperature=1.0, vocab=300)
-    torch.testing.assert_close(exact, full, rtol=1e-4, atol=1e-4)

@@ -49,9 +49,9 @@ def test_pair_shares_a_vocabulary(pair):
 
 
 def test_card_accuracy_reproduces_on_a_slice(pair):
-    """The first 200 test items, re-scored now, agree with the card's per-item-free total within noise.
+    """The first 200 test items, re-scored in-process, are within sampling noise of the card's test accuracy.
 
-    (The full-split check is `python -m vlsi_edge.zoo evaluate`, run by test_zoo_evaluate_command.)
+    (The exact full-split check is `python -m vlsi_edge.zoo evaluate`, run by the next test.)
     """
     data = ShapesVQA("test", config=ShapesConfig(**pair.student.card["data"]))
     samples = [data[i] for i in range(200)]

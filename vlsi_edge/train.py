@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = load_config(RunConfig, args.recipe, args.overrides)
             par = Parallel.from_env()
-            name = par.broadcast_object(args.name or _default_name(config)) if par.world > 1 else args.name
+            name = par.broadcast_object(args.name or _default_name(config))  # every rank: rank 0's name
             run = RunDir.create(args.runs_dir, name, config) if par.is_main else RunDir(args.runs_dir / name)
             par.barrier()
     except (ConfigError, FileExistsError, FileNotFoundError) as e:

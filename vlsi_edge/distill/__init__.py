@@ -8,6 +8,7 @@ from vlsi_edge.distill.losses import (
     answer_mask,
     kl_divergence,
     masked_mean,
+    per_sample_mean,
 )
 from vlsi_edge.distill.matching import STRATEGIES, MatchResult, adaptive_temperature, match_layers, search_range
 from vlsi_edge.distill.verbalizer import (
@@ -36,6 +37,7 @@ __all__ = [
     "load_verbalizers",
     "masked_mean",
     "match_layers",
+    "per_sample_mean",
     "save_verbalizers",
     "search_range",
     "target_layers",

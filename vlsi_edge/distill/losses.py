@@ -187,9 +187,14 @@ def answer_kl_per_sample(
     kl = kl_divergence(teacher_logits[mask], student_logits[mask], direction, temperature, vocab, chunk_size)
     # Row b of the flattened mask belongs to sample b: scatter each answer token's KL back to its sample.
     sample = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(mask)[mask]
-    total = torch.zeros(labels.shape[0], dtype=kl.dtype, device=kl.device).index_add(0, sample, kl)
-    count = mask.sum(-1).to(kl.dtype)
-    return total / count  # 0 / 0 = NaN for samples without answer tokens, as documented
+    return per_sample_mean(kl, sample, labels.shape[0])
+
+
+def per_sample_mean(values: Tensor, sample: Tensor, batch_size: int) -> Tensor:
+    """values [N], sample ids [N] -> [B] mean per sample (NaN for a sample with no values)."""
+    total = torch.zeros(batch_size, dtype=values.dtype, device=values.device).index_add(0, sample, values)
+    count = torch.zeros(batch_size, dtype=values.dtype, device=values.device).index_add(0, sample, torch.ones_like(values))
+    return total / count
 
 
 def answer_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import yaml
@@ -29,11 +28,9 @@ class RunDir:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, root: str | Path, name: str | None, config) -> "RunDir":
+    def create(cls, root: str | Path, name: str, config) -> "RunDir":
         """A new run directory with the resolved config; refuses to reuse an existing one."""
-        root = Path(root)
-        name = name or time.strftime("%Y%m%d-%H%M%S") + f"-{config.distill.method}"
-        run = cls(root / name)
+        run = cls(Path(root) / name)
         if run.path.exists():
             raise FileExistsError(f"{run.path} already exists; pick another --name or continue it with --resume")
         run.path.mkdir(parents=True)

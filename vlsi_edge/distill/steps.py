@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vlsi_edge.distill.losses import answer_mask, kl_divergence
+from vlsi_edge.distill.losses import answer_mask, kl_divergence, per_sample_mean
 from vlsi_edge.distill.matching import MatchResult
 from vlsi_edge.distill.teacher_cache import TopK, topk_kl
 from vlsi_edge.distill.verbalizer import Verbalizers, verbalize
@@ -86,13 +86,6 @@ class KLSettings:
         return kl_divergence(teacher_logits, student_logits, self.direction, self.temperature, self.vocab, self.chunk_size)
 
 
-def _per_sample_mean(values: Tensor, sample: Tensor, batch_size: int) -> Tensor:
-    """[N] values, [N] sample ids -> [B] mean per sample."""
-    sums = torch.zeros(batch_size, dtype=values.dtype).index_add_(0, sample, values)
-    counts = torch.zeros(batch_size, dtype=values.dtype).index_add_(0, sample, torch.ones_like(values))
-    return sums / counts.clamp(min=1)
-
-
 def interaction_loss(
     teacher_layer: Callable[[int], Tensor | TopK],
     teacher_final: Tensor | TopK,
@@ -140,7 +133,7 @@ def interaction_loss(
         matches = []
         for b in range(batch_size):
             def candidate_kl(i_s: int, cands: list[int], b=b) -> Tensor:
-                return torch.stack([_per_sample_mean(position_kl(i_s, c), student.sample, batch_size)[b] for c in cands])
+                return torch.stack([per_sample_mean(position_kl(i_s, c), student.sample, batch_size)[b] for c in cands])
             matches.append(match(candidate_kl))
     else:
         def candidate_kl(i_s: int, cands: list[int]) -> Tensor:
