@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from vlsi_edge.config import ConfigError, describe, dump_yaml, from_dict, load_config, parse_override, read_yaml
+from vlsi_edge.deploy.targets import known_targets, load_target
 from vlsi_edge.recipes import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,4 +98,20 @@ def test_every_shipped_yaml_validates(path):
     if path.parent.name == "train":
         load_config(RunConfig, path)
     else:
-        raise AssertionError(f"no schema for {path} yet")
+        target = load_target(str(path))
+        assert target.name == path.stem
+
+
+def test_the_three_targets_ship_and_an_unknown_target_lists_them():
+    assert known_targets() == ["android-arm64", "linux-arm64", "x86_64"]
+    with pytest.raises(ConfigError, match="unknown target 'ios'.*android-arm64, linux-arm64, x86_64"):
+        load_target("ios")
+
+
+def test_target_values_are_checked_with_the_key_and_file():
+    with pytest.raises(ConfigError, match=r"onnx.block_size: 48 must be a power of two.*android-arm64.yaml"):
+        load_target("android-arm64", ["onnx.block_size=48"])
+    with pytest.raises(ConfigError, match=r"executorch.schemes\[1\]: '8da2w' is not allowed"):
+        load_target("android-arm64", ["executorch.schemes=[fp32, 8da2w]"])
+    target = load_target("android-arm64", ["gate.int4=3"])
+    assert (target.threshold("8da4w"), target.threshold("int8"), target.threshold("fp32")) == (3.0, 1.0, 0.5)

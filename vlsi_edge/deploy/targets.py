@@ -1,0 +1,117 @@
+"""Export target profiles: what to produce for a device class, and the gate it must pass.
+
+A profile is a YAML file under `export/` (overrides of the defaults below, like training recipes):
+
+    python -m vlsi_edge.export --target android-arm64          # export/android-arm64.yaml
+    python -m vlsi_edge.export --target my.yaml --set onnx.block_size=64
+
+Scheme names and what they quantize:
+
+    ExecuTorch (XNNPACK)  fp32   nothing
+                          8da8w  decoder + lm_head linears: int8 dynamic activations, int8 per-channel weights
+                          8da4w  decoder + lm_head linears: int8 dynamic activations, int4 weights in groups
+                                 of `group_size`
+                          (quantized schemes also quantize the token embedding (`embedding`) and, when
+                          `image_encoder: int8`, the vision tower and projector linears as 8da8w)
+    ONNX (onnxruntime)    fp32   nothing
+                          int8   onnxruntime dynamic quantization (int8 weights, dynamic int8 activations)
+                          int4   MatMulNBits: int4 weights in blocks of `block_size`, fp32 activations
+
+The gate compares each program's test accuracy with the float student's: a program passes when it
+loses at most `gate.<precision>` points, where fp32 / 8da8w / int8 / 8da4w / int4 map to the
+precisions fp32 / int8 / int8 / int4 / int4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from vlsi_edge.config import ConfigError, load_config, option
+
+TARGETS_DIR = Path(__file__).resolve().parents[2] / "export"
+
+ExecutorchScheme = Literal["fp32", "8da8w", "8da4w"]
+OnnxScheme = Literal["fp32", "int8", "int4"]
+PRECISION = {"fp32": "fp32", "8da8w": "int8", "int8": "int8", "8da4w": "int4", "int4": "int4"}
+
+
+@dataclass
+class ExecutorchTarget:
+    schemes: list[ExecutorchScheme] = option(["fp32", "8da8w", "8da4w"], "one .pte per scheme")
+    group_size: int = option(32, "8da4w weight group size (must divide every quantized linear's input size)")
+    embedding: Literal["int8", "int4"] = option("int8", "token embedding weights in the quantized schemes")
+    embedding_group_size: int = option(0, "int4/int8 embedding group size (0: one scale per row)")
+    image_encoder: Literal["int8", "fp32"] = option("int8", "vision tower + projector in the quantized schemes")
+
+    def __post_init__(self):
+        if self.group_size < 1:
+            raise ConfigError(f"executorch.group_size: {self.group_size} must be >= 1")
+        if self.embedding_group_size < 0:
+            raise ConfigError(f"executorch.embedding_group_size: {self.embedding_group_size} must be >= 0")
+
+
+@dataclass
+class OnnxTarget:
+    schemes: list[OnnxScheme] = option(["fp32", "int8", "int4"], "one set of graphs per scheme (suffix '', _int8, _q4)")
+    block_size: int = option(32, "int4 (MatMulNBits) block size: a power of two >= 16")
+
+    def __post_init__(self):
+        if self.block_size < 16 or self.block_size & (self.block_size - 1):
+            raise ConfigError(f"onnx.block_size: {self.block_size} must be a power of two >= 16")
+
+
+@dataclass
+class GateConfig:
+    fp32: float = option(0.5, "max test-accuracy loss (points) of fp32 programs vs the float student")
+    int8: float = option(1.0, "max loss (points) of int8 programs (8da8w, onnx int8)")
+    int4: float = option(2.0, "max loss (points) of int4 programs (8da4w, onnx int4)")
+
+
+@dataclass
+class ValidationConfig:
+    size: int = option(300, "ShapesVQA test items scored per program (real rendered images)")
+    max_new_tokens: int = option(40, "greedy answer length cap")
+    latency_items: int = option(20, "items timed for encode / first token / decode (after one warm-up)")
+
+    def __post_init__(self):
+        if self.size < 1:
+            raise ConfigError(f"validation.size: {self.size} must be >= 1")
+
+
+@dataclass
+class TargetConfig:
+    name: str = option("custom", "target name (used in the export directory name)")
+    description: str = option("", "the devices this profile is for")
+    formats: list[Literal["executorch", "onnx"]] = option(["executorch", "onnx"], "runtimes to export for")
+    max_context_len: int = option(128, "KV-cache length: prompt (with image tokens) + answer")
+    threads: int = option(4, "CPU threads the runtimes use when validating (0: runtime default)")
+    executorch: ExecutorchTarget = option(ExecutorchTarget(), "ExecuTorch (.pte, XNNPACK) programs")
+    onnx: OnnxTarget = option(OnnxTarget(), "ONNX graphs (onnxruntime, transformers.js)")
+    gate: GateConfig = option(GateConfig(), "accuracy-loss thresholds")
+    validation: ValidationConfig = option(ValidationConfig(), "how programs are validated")
+
+    def __post_init__(self):
+        if self.max_context_len < 16:
+            raise ConfigError(f"max_context_len: {self.max_context_len} is too small; use >= 16")
+        if not self.formats:
+            raise ConfigError("formats: name at least one of 'executorch', 'onnx'")
+
+    def threshold(self, scheme: str) -> float:
+        return getattr(self.gate, PRECISION[scheme])
+
+
+def known_targets() -> list[str]:
+    return sorted(p.stem for p in TARGETS_DIR.glob("*.yaml"))
+
+
+def load_target(target: str, overrides: list[str] | tuple[str, ...] = ()) -> TargetConfig:
+    """A shipped profile by name (export/<name>.yaml) or a YAML path, with --set overrides."""
+    path = Path(target)
+    if path.suffix not in (".yaml", ".yml"):
+        path = TARGETS_DIR / f"{target}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown target {target!r}; known targets: {', '.join(known_targets())} "
+                              f"(or pass a YAML file)")
+    return load_config(TargetConfig, path, overrides)
