@@ -1,6 +1,6 @@
 """Family adapters: everything model-specific, behind one small interface (`Family`)."""
 
-from vlsi_edge.families.base import IGNORE_INDEX, Family, TinySpec
+from vlsi_edge.families.base import IGNORE_INDEX, Family, TinySpec, chat_messages
 from vlsi_edge.families.idefics3 import Idefics3Family
 from vlsi_edge.families.qwen2_vl import Qwen2VLFamily
 from vlsi_edge.families.llava import LlavaFamily
@@ -29,6 +29,7 @@ __all__ = [
     "VocabularyMismatch",
     "build_batch",
     "build_example",
+    "chat_messages",
     "check_vocab_compatible",
     "collate",
     "get_family",

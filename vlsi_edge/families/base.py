@@ -103,6 +103,14 @@ class Family:
         """What follows the prompt in a training example: the answer and the end-of-turn token."""
         return f" {answer}{self.eos_token}"
 
+    def chat_template(self) -> str:
+        """Jinja template that renders `chat_messages(q, history)` to exactly `prompt(q, history)`.
+
+        Shipped in tokenizer_config.json so that clients building prompts from messages
+        (transformers, transformers.js) feed the model what it was trained on.
+        """
+        raise NotImplementedError
+
     def process(self, processor: Any, images: list, texts: list[str]) -> dict[str, torch.Tensor]:
         """Run the processor on one image per text; returns unpadded per-sample tensors (batch of 1)."""
         out = processor(images=[[im] for im in images], text=texts, return_tensors="pt")
@@ -184,6 +192,51 @@ class ChatMLFamily(Family):
 
     def answer_text(self, answer: str) -> str:
         return f"{answer}{self.eos_token}"  # the prompt ends with a newline: no leading space
+
+    def chat_template(self) -> str:
+        return turn_template(
+            user="<|im_start|>user\n",
+            assistant="<|im_start|>assistant\n",
+            end=f"{self.eos_token}\n",
+            image=self.image_placeholder,
+            generation="<|im_start|>assistant\n",
+        )
+
+
+def chat_messages(question: str, history: tuple[tuple[str, str], ...] = ()) -> list[dict]:
+    """The conversation `Family.prompt` renders, as chat messages (the image in the first user turn)."""
+    turns = [*history, (question, None)]
+    messages = []
+    for i, (user, assistant) in enumerate(turns):
+        content = [{"type": "image"}] if i == 0 else []
+        messages.append({"role": "user", "content": [*content, {"type": "text", "text": user}]})
+        if assistant is not None:
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": assistant}]})
+    return messages
+
+
+def turn_template(user: str, assistant: str, end: str, image: str, generation: str) -> str:
+    """A chat template of user/assistant turns: `{user|assistant prefix}{content}{end}` each, then `generation`.
+
+    Content is a string or a list of text / image parts; an image part becomes `image`. Literals go
+    in Jinja strings (with escaped newlines) because runtimes trim newlines after block tags.
+    """
+
+    def lit(text: str) -> str:
+        return "{{ '" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "' }}"
+
+    return (
+        "{% for message in messages %}"
+        f"{{% if message['role'] == 'user' %}}{lit(user)}{{% else %}}{lit(assistant)}{{% endif %}}"
+        "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+        "{% for part in message['content'] %}"
+        f"{{% if part['type'] == 'image' %}}{lit(image)}"
+        "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+        "{% endfor %}{% endif %}"
+        f"{lit(end)}"
+        "{% endfor %}"
+        f"{{% if add_generation_prompt %}}{lit(generation)}{{% endif %}}"
+    )
 
 
 def _tied(model: PreTrainedModel) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
 from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
-from vlsi_edge.families.base import Family, TinySpec, siglip_dims
+from vlsi_edge.families.base import Family, TinySpec, siglip_dims, turn_template
 
 SCALE_FACTOR = 2
 
@@ -65,6 +65,15 @@ class Idefics3Family(Family):
         image = "" if history else "<image>"
         turns.append(f"<|im_start|>User:{image}{question}{self.eos_token}\nAssistant:")
         return "".join(turns)
+
+    def chat_template(self):
+        return turn_template(
+            user="<|im_start|>User:",
+            assistant="Assistant: ",
+            end=f"{self.eos_token}\n",
+            image=self.image_token,
+            generation="Assistant:",
+        )
 
     def language_model(self, model):
         return model.model.text_model
