@@ -4,6 +4,8 @@ Stages: torch.export each part (the token sequence dimension dynamic) -> to_edge
 with the XNNPACK partitioner and the LLM-runner metadata as constant methods -> to_executorch ->
 serialise. The result runs in ExecuTorch's stock `MultimodalRunner` (the C++ runner behind the
 Android `LlmModule`), which calls `vision_encoder`, `token_embedding`, `text_decoder(embeds, positions)`.
+Qwen2-VL's decoder takes M-RoPE `position_ids` [3, 1, S] as a third input, which the stock runner
+cannot pass: its .pte runs in our host loop (vlsi_edge.runtime), not the stock runner.
 """
 
 from __future__ import annotations
@@ -20,21 +22,21 @@ from vlsi_edge.deploy.parts import Parts
 log = logging.getLogger(__name__)
 
 
-def export_parts(parts: Parts, hidden_size: int, image_size: int) -> dict:
+def export_parts(parts: Parts) -> dict:
     """torch.export programs of the three parts (static image, dynamic token count up to the cache)."""
     seq = Dim("seq", min=1, max=parts.max_cache_len - 1)
     example_tokens = torch.zeros(1, 3, dtype=torch.long)
+    hidden_size = parts.token_embedding.embed_tokens.embedding_dim
+    # Embeddings first and positions second: the order the stock runner passes them in.
+    decoder_inputs = {"inputs_embeds": torch.zeros(1, 3, hidden_size), "cache_position": torch.arange(3)}
+    decoder_shapes = {"inputs_embeds": {1: seq}, "cache_position": {0: seq}}
+    if parts.mrope_grid is not None:
+        decoder_inputs["position_ids"] = torch.arange(3).repeat(3, 1, 1)
+        decoder_shapes["position_ids"] = {2: seq}
     return {
-        "vision_encoder": export(parts.vision_encoder, (torch.zeros(1, 3, image_size, image_size),), strict=False),
+        "vision_encoder": export(parts.vision_encoder, (parts.vision_encoder.example_pixel_values(),), strict=False),
         "token_embedding": export(parts.token_embedding, (example_tokens,), dynamic_shapes=({1: seq},), strict=False),
-        # Embeddings first and positions second: the order the runner passes them in.
-        "text_decoder": export(
-            parts.text_decoder,
-            (),
-            {"inputs_embeds": torch.zeros(1, 3, hidden_size), "cache_position": torch.arange(3)},
-            dynamic_shapes={"inputs_embeds": {1: seq}, "cache_position": {0: seq}},
-            strict=True,
-        ),
+        "text_decoder": export(parts.text_decoder, (), decoder_inputs, dynamic_shapes=decoder_shapes, strict=True),
     }
 
 
@@ -51,13 +53,13 @@ def runner_metadata(parts: Parts, tokenizer, eos_token: str) -> dict:
     }
 
 
-def export_executorch(parts: Parts, hidden_size: int, image_size: int, metadata: dict, path: str | Path) -> int:
+def export_executorch(parts: Parts, metadata: dict, path: str | Path) -> int:
     """Lower to XNNPACK and write the .pte atomically; returns its size in bytes."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
 
-    programs = export_parts(parts, hidden_size, image_size)
+    programs = export_parts(parts)
     edge = to_edge_transform_and_lower(
         programs,
         partitioner=[XnnpackPartitioner()],

@@ -1,0 +1,114 @@
+"""Qwen2-VL and LLaVA split into the three parts and exported (ExecuTorch .pte, ONNX), against the eager model.
+
+Tiny random models built like tests/test_families.py, fed real ShapesVQA images and questions through
+each family's processor. Random models give arbitrary answers, so agreement is on the greedy token
+ids (up to the end-of-turn token or NEW_TOKENS) and on logits, not on answer text.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import TINY, tiny_tokenizer
+from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
+from vlsi_edge.deploy.onnx_export import export_onnx
+from vlsi_edge.deploy.parts import decode, generate, prompt_embeds, split_model
+from vlsi_edge.families import IGNORE_INDEX, build_batch, get_family
+from vlsi_edge.runtime.positions import mrope_prompt_positions, mrope_step_positions
+
+NEW_TOKENS = 8
+SAMPLES = 4
+
+
+@pytest.fixture(scope="module", params=["qwen2_vl", "llava"])
+def tiny_vlm(request, shapes_samples):
+    """A tiny random model, its parts, prompts of real samples, and the eager model's greedy answers."""
+    family = get_family(request.param)
+    tokenizer = tiny_tokenizer(request.param)
+    torch.manual_seed(0)
+    model = family.load(family.tiny_config(tokenizer, TINY)).eval()
+    processor = family.build_processor(tokenizer, TINY)
+    parts = split_model(model, family, TINY.image_size, max_cache_len=64)
+    eos = tokenizer.convert_tokens_to_ids(family.eos_token)
+    prompts, reference = [], []
+    for sample in shapes_samples[:SAMPLES]:
+        batch = build_batch(family, processor, [sample], with_answer=False)
+        batch.pop("labels")
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            logits = model(**batch).logits[0, -1]
+        answer = out[0, batch["input_ids"].shape[1]:].tolist()
+        prompts.append(batch)
+        reference.append((answer[:-1] if answer[-1:] == [eos] else answer, logits))
+    return family, processor, model, parts, eos, prompts, reference
+
+
+def test_vision_encoder_matches_the_models_image_features(tiny_vlm):
+    _, _, model, parts, _, prompts, _ = tiny_vlm
+    for batch in prompts:
+        image_inputs = {k: batch[k] for k in ("pixel_values", "image_grid_thw") if k in batch}
+        with torch.no_grad():
+            expected = model.get_image_features(**image_inputs).pooler_output[0]
+            got = parts.vision_encoder(batch["pixel_values"])
+        torch.testing.assert_close(got[0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_kv_cache_prefill_and_decode_equal_the_full_sequence(tiny_vlm, shapes_samples):
+    """Prefill the prompt, then feed the answer one token at a time: logits equal one full forward."""
+    family, processor, model, parts, _, _, _ = tiny_vlm
+    batch = build_batch(family, processor, [shapes_samples[0]])
+    prompt_len = int((batch.pop("labels")[0] == IGNORE_INDEX).sum())
+    ids = batch["input_ids"]
+    with torch.no_grad():
+        full = model(**batch).logits[0]
+        embeds = prompt_embeds(parts, ids, batch["pixel_values"])
+        positions, delta = None, 0
+        if parts.mrope_grid is not None:
+            positions, delta = mrope_prompt_positions(ids[0, :prompt_len].numpy(), parts.image_token_id, parts.mrope_grid)
+            positions = torch.from_numpy(positions)
+        logits = [decode(parts, embeds[:, :prompt_len], 0, positions)[0]]
+        for t in range(prompt_len, ids.shape[1]):
+            if parts.mrope_grid is not None:
+                positions = torch.from_numpy(mrope_step_positions(t, 1, delta))
+            logits.append(decode(parts, embeds[:, t : t + 1], t, positions)[0])
+    torch.testing.assert_close(torch.cat(logits), full, atol=1e-5, rtol=1e-5)
+
+
+def test_generate_over_parts_equals_model_generate(tiny_vlm):
+    _, _, _, parts, eos, prompts, reference = tiny_vlm
+    for batch, (answer, logits) in zip(prompts, reference):
+        tokens, first_logits = generate(parts, batch["input_ids"], batch["pixel_values"], eos, NEW_TOKENS)
+        assert tokens == answer
+        torch.testing.assert_close(first_logits, logits, atol=1e-5, rtol=1e-5)
+
+
+def test_executorch_program_matches_eager(tiny_vlm, tmp_path):
+    """The XNNPACK .pte in ExecuTorch's Python runtime, through our host loop (M-RoPE positions included)."""
+    from vlsi_edge.runtime.executorch_runner import ExecuTorchVLM
+
+    family, processor, _, parts, eos, prompts, reference = tiny_vlm
+    pte = tmp_path / f"{family.name}.pte"
+    export_executorch(parts, runner_metadata(parts, family.tokenizer(processor), family.eos_token), pte)
+    runner = ExecuTorchVLM(pte, parts.image_token_id, parts.mrope_grid)
+    for batch, (answer, logits) in zip(prompts, reference):
+        with torch.no_grad():
+            image = parts.vision_encoder(batch["pixel_values"])
+        torch.testing.assert_close(torch.from_numpy(runner.encode_image(batch["pixel_values"].numpy())), image,
+                                   atol=1e-5, rtol=1e-5)
+        out = runner.generate(batch["input_ids"].numpy(), batch["pixel_values"].numpy(), eos, NEW_TOKENS)
+        assert out.tokens == answer
+        torch.testing.assert_close(torch.from_numpy(out.first_logits), logits, atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_graphs_match_eager(tiny_vlm, tmp_path):
+    """vision_encoder / embed_tokens / decoder_model_merged (past keys/values in and out) in onnxruntime."""
+    from vlsi_edge.runtime import OnnxVLM
+
+    family, _, model, parts, eos, prompts, reference = tiny_vlm
+    export_onnx(model, family, TINY.image_size, tmp_path)
+    vlm = OnnxVLM.from_dir(tmp_path / "onnx", parts.image_token_id, image_grid=parts.mrope_grid)
+    for batch, (answer, logits) in zip(prompts, reference):
+        out = vlm.generate(batch["input_ids"].numpy(), batch["pixel_values"].numpy(), eos, NEW_TOKENS)
+        assert out.tokens == answer
+        torch.testing.assert_close(torch.from_numpy(out.first_logits), logits, atol=1e-4, rtol=1e-4)
