@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from vlsi_edge.data import ShapesConfig, ShapesVQA
-from vlsi_edge.deploy import export_executorch, generate, runner_metadata, split_model
+from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
+from vlsi_edge.deploy.parts import generate, split_model
 from vlsi_edge.evaluate import generate_answers
 from vlsi_edge.families import build_batch
 from vlsi_edge.zoo import load_model
@@ -34,7 +35,7 @@ def test_parts_reproduce_the_eager_model(student):
     zoo, samples, reference = student
     tokenizer = zoo.family.tokenizer(zoo.processor)
     eos = tokenizer.convert_tokens_to_ids(zoo.family.eos_token)
-    parts = split_model(zoo.model, zoo.family, max_cache_len=128)
+    parts = split_model(zoo.model, zoo.family, zoo.card["spec"]["image_size"], max_cache_len=128)
     for sample, expected in zip(samples, reference):
         input_ids, pixels = _prompt(zoo, sample)
         ids, first_logits = generate(parts, input_ids, pixels, eos)
@@ -50,10 +51,9 @@ def test_stock_executorch_runner_runs_our_pte(student, tmp_path):
 
     zoo, samples, reference = student
     family, tokenizer = zoo.family, zoo.family.tokenizer(zoo.processor)
-    parts = split_model(zoo.model, family, max_cache_len=128)
+    parts = split_model(zoo.model, family, zoo.card["spec"]["image_size"], max_cache_len=128)
     pte = tmp_path / "student.pte"
-    size = export_executorch(parts, family.hidden_size(zoo.model), zoo.card["spec"]["image_size"],
-                             runner_metadata(parts, tokenizer, family.eos_token), pte)
+    size = export_executorch(parts, runner_metadata(parts, tokenizer, family.eos_token), pte)
     assert size == pte.stat().st_size > 0
     tokenizer.save_pretrained(tmp_path)
     runner = MultimodalRunner(str(pte), str(tmp_path / "tokenizer.json"))
@@ -77,11 +77,12 @@ def test_onnx_graphs_answer_like_the_eager_model(student, tmp_path):
     family, tokenizer = zoo.family, zoo.family.tokenizer(zoo.processor)
     paths = export_onnx(zoo.model, family, zoo.card["spec"]["image_size"], tmp_path)
     assert all(p.is_file() for p in paths.values())
-    vlm = OnnxVLM(tmp_path / "onnx", zoo.model.config.image_token_id)
+    vlm = OnnxVLM.from_dir(tmp_path / "onnx", zoo.model.config.image_token_id)
     eos = tokenizer.convert_tokens_to_ids(family.eos_token)
     for sample, expected in zip(samples, reference):
         input_ids, pixels = _prompt(zoo, sample)
-        ids, first_logits = vlm.generate(input_ids.numpy(), pixels.numpy(), eos)
+        out = vlm.generate(input_ids.numpy(), pixels.numpy(), eos)
+        ids, first_logits = out.tokens, out.first_logits
         with torch.no_grad():
             full = zoo.model(input_ids=input_ids, pixel_values=pixels.unsqueeze(1)).logits[0, -1]
         torch.testing.assert_close(torch.from_numpy(first_logits), full, atol=1e-4, rtol=1e-4)

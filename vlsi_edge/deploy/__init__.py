@@ -1,6 +1,13 @@
-"""Deployment: split a VLM into runtime programs and export them (work in progress)."""
+"""Deployment: split a VLM into runtime programs, quantize, export, describe them in a manifest.
 
-from vlsi_edge.deploy.executorch_export import export_executorch, export_parts, runner_metadata
-from vlsi_edge.deploy.parts import Parts, generate, split_model
+    parts.py              the three programs (vision_encoder, token_embedding, text_decoder) as eager modules
+    executorch_export.py  .pte with XNNPACK and the LLM-runner metadata methods
+    onnx_export.py        onnx/ graphs in the hub's SmolVLM layout (past keys/values in and out)
+    quantize.py           ExecuTorch (torchao) and onnxruntime quantization schemes
+    targets.py            export/<target>.yaml profiles and their gates
+    manifest.py           manifest.json: files with sha256, how to feed the model, validation results
+    pipeline.py           one target end to end (what `python -m vlsi_edge.export` runs)
 
-__all__ = ["Parts", "export_executorch", "export_parts", "generate", "runner_metadata", "split_model"]
+Submodules are imported directly (no re-exports here), so reading a target or a manifest does not
+import torch.
+"""

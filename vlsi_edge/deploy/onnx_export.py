@@ -1,9 +1,11 @@
-"""ONNX export of the default family in the layout of the official SmolVLM ONNX exports (work in progress: fp32).
+"""ONNX export of a VLM in the layout of the official SmolVLM ONNX exports (work in progress: fp32).
 
-    onnx/vision_encoder.onnx        pixel_values [1, 3, H, W]                -> image_features [1, n, D]
+    onnx/vision_encoder.onnx        pixel_values [1, 1, 3, H, W]             -> image_features [1, n, D]
+                                    (LLaVA [1, 3, H, W]; Qwen2-VL flattened patches, see parts.py)
     onnx/embed_tokens.onnx          input_ids [1, S] int64                   -> inputs_embeds [1, S, D]
     onnx/decoder_model_merged.onnx  inputs_embeds, attention_mask, position_ids,
                                     past_key_values.{i}.key / .value [1, kv_heads, P, head_dim]
+                                    (position_ids [1, S]; Qwen2-VL's M-RoPE [3, 1, S])
                                  -> logits [1, S, V], present.{i}.key / .value [1, kv_heads, P + S, head_dim]
 
 The decoder takes its past keys/values as inputs and returns the updated ones (what optimum-onnx cannot
@@ -19,7 +21,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from vlsi_edge.deploy.parts import Idefics3VisionEncoder
+from vlsi_edge.deploy.parts import mrope_grid, vision_encoder
 
 
 class PastKeyValueDecoder(nn.Module):
@@ -42,6 +44,17 @@ class PastKeyValueDecoder(nn.Module):
         return (self.lm_head(out.last_hidden_state), *presents)
 
 
+class FoldImageAxis(nn.Module):
+    """Takes Idefics3's processor layout [batch, images, 3, H, W] (what transformers.js feeds as is)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.encoder(pixel_values.flatten(0, 1))
+
+
 def kv_shape(model) -> tuple[int, int, int]:
     """(layers, kv heads, head dim) of the decoder's cache."""
     c = model.config.get_text_config()
@@ -59,8 +72,12 @@ def export_onnx(model, family, image_size: int, out_dir: str | Path) -> dict[str
     paths = {name: out / f"{name}.onnx" for name in ("vision_encoder", "embed_tokens", "decoder_model_merged")}
     seq = {1: "sequence_length"}
 
+    encoder = vision_encoder(model, family, image_size)
+    pixels = encoder.example_pixel_values()
+    if family.name == "idefics3":
+        encoder, pixels = FoldImageAxis(encoder).eval(), pixels.unsqueeze(1)
     torch.onnx.export(
-        Idefics3VisionEncoder(model).eval(), (torch.zeros(1, 3, image_size, image_size),), paths["vision_encoder"],
+        encoder, (pixels,), paths["vision_encoder"],
         input_names=["pixel_values"], output_names=["image_features"], dynamo=True, external_data=False,
     )
     torch.onnx.export(
@@ -69,17 +86,20 @@ def export_onnx(model, family, image_size: int, out_dir: str | Path) -> dict[str
     )
     past_names = [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
     present_names = [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    # Qwen2-VL's M-RoPE decoder takes position ids [3, 1, S] (vlsi_edge.runtime.positions), the others [1, S].
+    mrope = mrope_grid(model, family, image_size) is not None
     example = (
         torch.zeros(1, 3, hidden),
         torch.ones(1, 5, dtype=torch.long),
-        torch.arange(2, 5).unsqueeze(0),
+        torch.arange(2, 5).repeat(3, 1, 1) if mrope else torch.arange(2, 5).unsqueeze(0),
         *[torch.zeros(1, heads, 2, head_dim) for _ in past_names],
     )
     torch.onnx.export(
         PastKeyValueDecoder(model, family).eval(), example, paths["decoder_model_merged"],
         input_names=["inputs_embeds", "attention_mask", "position_ids", *past_names],
         output_names=["logits", *present_names],
-        dynamic_shapes=(seq, {1: "total_sequence_length"}, seq, tuple({2: "past_sequence_length"} for _ in past_names)),
+        dynamic_shapes=(seq, {1: "total_sequence_length"}, {2: "sequence_length"} if mrope else seq,
+                        tuple({2: "past_sequence_length"} for _ in past_names)),
         dynamo=True, external_data=False,
     )
     return paths

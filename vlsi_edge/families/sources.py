@@ -10,6 +10,7 @@ Nothing here downloads: a path that is not a directory is an error, never a hub 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -92,3 +93,21 @@ def _load_path(family: Family, path: Path, dtype: str, quantization: str) -> Pre
     qconfig = quantization_config(quantization)
     kwargs = {"quantization_config": qconfig} if qconfig is not None else {}
     return family.load(path, DTYPES[dtype], **kwargs)
+
+
+def family_of(model_dir: str | Path) -> Family:
+    """The family adapter for a saved model directory, from its config.json `model_type`."""
+    from vlsi_edge.families import FAMILIES
+
+    config = Path(model_dir) / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: no such file; expected a transformers model directory (save_pretrained)")
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{config}: not valid JSON ({e})") from None
+    for family in FAMILIES.values():
+        if family.model_class.config_class.model_type == model_type:
+            return family
+    known = ", ".join(f.model_class.config_class.model_type for f in FAMILIES.values())
+    raise ValueError(f"{config}: model_type {model_type!r} is not a supported family; supported: {known}")

@@ -1,5 +1,6 @@
-"""Host generation loops over exported programs (work in progress)."""
+"""Host generation loops over exported programs: onnxruntime and ExecuTorch, one greedy loop."""
 
+from vlsi_edge.runtime.loop import Generation, greedy
 from vlsi_edge.runtime.onnx_runner import OnnxVLM
 
-__all__ = ["OnnxVLM"]
+__all__ = ["Generation", "OnnxVLM", "greedy"]

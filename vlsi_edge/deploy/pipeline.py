@@ -1,0 +1,260 @@
+"""One target end to end: model -> programs per scheme -> manifest -> validation -> gate.
+
+Everything is written into a staging directory beside the destination and moved into place at the
+end (reports included, whatever the gate says), so an interrupted export never leaves a half-written
+directory and never damages the previous export.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from vlsi_edge import atomic
+from vlsi_edge.data import ShapesConfig, VQASample
+from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
+from vlsi_edge.deploy.hf_files import write_hf_files
+from vlsi_edge.deploy.manifest import FORMAT_VERSION, MANIFEST, file_entry
+from vlsi_edge.deploy.onnx_export import export_onnx
+from vlsi_edge.deploy.parts import split_model
+from vlsi_edge.deploy.quantize import ONNX_GRAPHS, ONNX_SUFFIX, quantize_onnx, quantize_parts
+from vlsi_edge.deploy.targets import PRECISION, TargetConfig
+from vlsi_edge.families import Family, build_batch
+from vlsi_edge.families.sources import family_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Source:
+    """The float student to export and the data it was trained on."""
+
+    model_dir: Path
+    name: str
+    data: ShapesConfig = field(default_factory=ShapesConfig)
+
+
+def resolve_source(run: Path | None, model: str | None, runs_dir: Path = Path("runs")) -> Source:
+    """--model (a model directory or zoo:<name>) wins; else --run; else runs/latest; else the shipped student."""
+    import json
+
+    from vlsi_edge.zoo import zoo_path
+
+    if model is not None:
+        path = zoo_path(model.removeprefix("zoo:")) if model.startswith("zoo:") else Path(model).expanduser()
+        family_of(path)  # a clear error for anything that is not a supported model directory
+        card = path / "card.json"
+        data = ShapesConfig(**json.loads(card.read_text())["data"]) if card.is_file() else ShapesConfig()
+        return Source(path, model.removeprefix("zoo:") if model.startswith("zoo:") else path.name, data)
+    if run is None:
+        latest = runs_dir / "latest"
+        if not latest.exists():
+            log.warning("no training run under %s; exporting the shipped toy student (zoo:student)", runs_dir)
+            return resolve_source(None, "zoo:student")
+        run = latest
+    run = run.resolve()
+    if not (run / "student" / "config.json").is_file():
+        raise FileNotFoundError(f"{run}: no student/ model in this run directory (has the run finished?)")
+    from vlsi_edge.config import load_config
+    from vlsi_edge.distill.data import shapes_config
+    from vlsi_edge.recipes import RunConfig
+
+    config = load_config(RunConfig, run / "config.yaml")
+    return Source(run / "student", run.name, shapes_config(config.data))
+
+
+# ------------------------------------------------------------------------------------------------
+# What the app needs to feed the model
+# ------------------------------------------------------------------------------------------------
+
+
+def image_size_of(family: Family, processor, image: Image.Image) -> int:
+    """The square size the processor resizes images to (what the vision program is fixed at)."""
+    batch = family.process(processor, [image], [family.prompt("?")])
+    if "image_grid_thw" in batch:  # Qwen2-VL: patches; the grid says how many
+        return int(batch["image_grid_thw"][0, 1]) * processor.image_processor.patch_size
+    return int(batch["pixel_values"].shape[-1])
+
+
+def prompt_spec(family: Family, processor, image: Image.Image) -> dict:
+    """The prompt as token segments around the image and the question, checked on two questions.
+
+    Special tokens split the byte-level BPE, so the question tokenizes the same alone and in the
+    prompt; the app tokenizes only the question and concatenates.
+    """
+    tokenizer = family.tokenizer(processor)
+    image_id = tokenizer.convert_tokens_to_ids(family.image_token)
+    specs = []
+    for question in ("what color is the circle?", "How many squares are there?"):
+        ids = build_batch(family, processor, [VQASample(image, question, "")], with_answer=False)["input_ids"][0].tolist()
+        q = tokenizer(question, add_special_tokens=False)["input_ids"]
+        at = next((i for i in range(len(ids) - len(q) + 1) if ids[i : i + len(q)] == q), None)
+        if at is None:
+            raise ValueError(f"{family.name}: the question does not tokenize the same inside the prompt")
+        before, after = ids[:at], ids[at + len(q) :]
+        first = before.index(image_id)
+        count = before.count(image_id)
+        if before[first : first + count] != [image_id] * count:
+            raise ValueError(f"{family.name}: the image tokens are not one run in the prompt")
+        specs.append({
+            "before_image": before[:first], "image_tokens": count, "after_image": before[first + count :],
+            "after_question": after,
+        })
+    if specs[0] != specs[1]:
+        raise ValueError(f"{family.name}: the prompt around the question depends on the question")
+    return {"template": family.prompt("{question}"), "image_placeholder": family.image_token, **specs[0]}
+
+
+def image_spec(processor, size: int) -> dict:
+    ip = processor.image_processor
+    return {
+        "size": size,
+        "channels": "RGB",
+        "layout": "CHW float32, batch of one",
+        "resize": "to size x size",
+        "rescale_factor": float(getattr(ip, "rescale_factor", 1 / 255)),
+        "mean": [float(v) for v in ip.image_mean],
+        "std": [float(v) for v in ip.image_std],
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Export
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    manifest: dict
+    report: dict | None
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.report is None or self.report["passed"]
+
+
+def export_target(source: Source, target: TargetConfig, out_dir: Path, validate: bool = True,
+                  command: str = "") -> ExportResult:
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    family = family_of(source.model_dir)
+    model = family.load(source.model_dir, torch.float32).eval()
+    processor = family.load_processor(source.model_dir)
+    tokenizer = family.tokenizer(processor)
+    from vlsi_edge.data import ShapesVQA
+
+    probe = ShapesVQA("test", size=1, config=source.data)[0].image
+    size = image_size_of(family, processor, probe)
+
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.staging.") as tmp:
+        staging = Path(tmp)
+        write_hf_files(model, family, processor, staging)
+        artifacts: dict[str, dict] = {}
+        timings: dict[str, float] = {}
+        parts = split_model(model, family, size, max_cache_len=target.max_context_len)
+        metadata = runner_metadata(parts, tokenizer, family.eos_token)
+
+        if "executorch" in target.formats:
+            for scheme in target.executorch.schemes:
+                t = time.perf_counter()
+                scheme_parts = split_model(copy.deepcopy(model), family, size, max_cache_len=target.max_context_len)
+                recipe = quantize_parts(scheme_parts, scheme, target.executorch)
+                path = staging / f"model-{scheme}.pte"
+                export_executorch(scheme_parts, metadata, path)
+                artifacts[f"executorch-{scheme}"] = {
+                    "runtime": "executorch", "backend": "xnnpack", "scheme": scheme, "precision": PRECISION[scheme],
+                    "quantization": recipe, "files": {"program": file_entry(staging, path)},
+                    "methods": ["vision_encoder", "token_embedding", "text_decoder", *metadata],
+                    "stock_runner": parts.mrope_grid is None,
+                }
+                timings[f"executorch-{scheme}"] = round(time.perf_counter() - t, 1)
+                log.info("executorch %s: %d bytes in %.0f s", scheme, path.stat().st_size, timings[f"executorch-{scheme}"])
+
+        if "onnx" in target.formats:
+            t = time.perf_counter()
+            paths = export_onnx(model, family, size, staging)
+            timings["onnx-fp32"] = round(time.perf_counter() - t, 1)
+            for scheme in target.onnx.schemes:
+                t = time.perf_counter()
+                if scheme != "fp32":
+                    paths = quantize_onnx(staging / "onnx", scheme, target.onnx.block_size)
+                    timings[f"onnx-{scheme}"] = round(time.perf_counter() - t, 1)
+                else:
+                    paths = {g: staging / "onnx" / f"{g}{ONNX_SUFFIX['fp32']}.onnx" for g in ONNX_GRAPHS}
+                artifacts[f"onnx-{scheme}"] = {
+                    "runtime": "onnx", "scheme": scheme, "precision": PRECISION[scheme],
+                    "quantization": None if scheme == "fp32" else {
+                        "int8": {"method": "onnxruntime quantize_dynamic", "weights": "int8 per-channel",
+                                 "activations": "int8 dynamic", "ops": ["MatMul", "Gather"]},
+                        "int4": {"method": "onnxruntime MatMulNBits", "weights": "int4 symmetric",
+                                 "block_size": target.onnx.block_size, "ops": ["MatMul", "Gather"]},
+                    }[scheme],
+                    "transformers_js_dtype": {"fp32": "fp32", "int8": "int8", "int4": "q4"}[scheme],
+                    "files": {g: file_entry(staging, paths[g]) for g in ONNX_GRAPHS},
+                }
+            log.info("onnx: %s", timings)
+
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "family": family.name,
+            "model": {"source": str(source.model_dir), "name": source.name},
+            "target": target.name,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": _versions(),
+            "image": image_spec(processor, size),
+            "prompt": prompt_spec(family, processor, probe),
+            "tokens": {
+                "image_token_id": parts.image_token_id,
+                "image_token_count": int(metadata_image_tokens(parts)),
+                "image_grid": list(parts.mrope_grid) if parts.mrope_grid else None,
+                "bos_id": metadata["get_bos_id"],
+                "eos_ids": metadata["get_eos_ids"],
+                "pad_id": tokenizer.pad_token_id,
+                "vocab_size": metadata["get_vocab_size"],
+            },
+            "max_context_len": metadata["get_max_context_len"],
+            "max_seq_len": metadata["get_max_seq_len"],
+            "tokenizer": file_entry(staging, staging / "tokenizer.json"),
+            "artifacts": artifacts,
+            "export_seconds": timings,
+        }
+        atomic.write_json(staging / MANIFEST, manifest)
+
+        report = None
+        if validate:
+            from vlsi_edge.validate.run import validate_export
+
+            report = validate_export(staging, source, model, family, processor, target, command)
+            manifest["validation"] = {
+                "report": "report.json", "passed": report["passed"],
+                "artifacts": {r["artifact"]: {k: r.get(k) for k in ("accuracy", "agreement", "first_token_kl", "gate", "error")}
+                              for r in report["rows"] if "gate" in r},
+            }
+            atomic.write_json(staging / MANIFEST, manifest)
+        os.chmod(staging, 0o755)
+        atomic.replace_dir(staging, out_dir)
+        # TemporaryDirectory's cleanup finds nothing left to remove.
+    return ExportResult(out_dir, manifest, report, time.perf_counter() - start)
+
+
+def metadata_image_tokens(parts) -> int:
+    with torch.no_grad():
+        return parts.vision_encoder(parts.vision_encoder.example_pixel_values()).shape[1]
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("vlsi_edge", "torch", "transformers", "executorch", "torchao", "onnx", "onnxruntime")}

@@ -1,0 +1,88 @@
+"""Quantization schemes for both runtimes, done by the libraries that own them.
+
+ExecuTorch: torchao source transforms through ExecuTorch's own `quantize_model_` (the same configs its
+LLM export uses), applied to the eager parts before `torch.export`; the XNNPACK partitioner then
+lowers the int8-dynamic-activation linears, and ExecuTorch's quant-fusion pass turns the quantized
+embedding into its `embedding_byte` / `embedding_4bit` kernels.
+
+ONNX: onnxruntime's post-training tools on the fp32 graphs (`quantize_dynamic` for int8,
+`MatMulNBitsQuantizer` for int4), which is also how the hub's `_int8` / `_q4` SmolVLM files are made.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from vlsi_edge import atomic
+from vlsi_edge.deploy.parts import Parts
+from vlsi_edge.deploy.targets import ExecutorchTarget
+
+log = logging.getLogger(__name__)
+
+ONNX_SUFFIX = {"fp32": "", "int8": "_int8", "int4": "_q4"}  # transformers.js dtype -> file suffix
+ONNX_GRAPHS = ("vision_encoder", "embed_tokens", "decoder_model_merged")
+
+
+def executorch_recipe(scheme: str, target: ExecutorchTarget) -> dict[str, str | int | None]:
+    """What each part gets under `scheme` (written to the manifest too)."""
+    if scheme == "fp32":
+        return {"decoder": None, "group_size": None, "embedding": None, "image_encoder": None}
+    bits4 = scheme == "8da4w"
+    return {
+        "decoder": scheme,
+        "group_size": target.group_size if bits4 else 0,
+        "embedding": target.embedding,
+        "image_encoder": "8da8w" if target.image_encoder == "int8" else None,
+    }
+
+
+def quantize_parts(parts: Parts, scheme: str, target: ExecutorchTarget) -> dict:
+    """Quantize the eager parts in place (they share the model's weights: pass a copy). Returns the recipe."""
+    from executorch.extension.llm.export.quantize import quantize_model_
+
+    recipe = executorch_recipe(scheme, target)
+    if recipe["decoder"] is None:
+        return recipe
+    quantize_model_(parts.text_decoder, qlinear_config=recipe["decoder"], qlinear_group_size=recipe["group_size"])
+    quantize_model_(
+        parts.token_embedding,
+        qembedding_config={"int8": "8w", "int4": "4w"}[recipe["embedding"]],
+        qembedding_group_size=target.embedding_group_size,
+    )
+    if recipe["image_encoder"]:
+        quantize_model_(parts.vision_encoder, qlinear_config=recipe["image_encoder"], qlinear_group_size=0)
+    return recipe
+
+
+def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int) -> dict[str, Path]:
+    """Write the `scheme` variants of the three fp32 graphs beside them; returns their paths by graph name."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    onnx_dir = Path(onnx_dir)
+    paths = {}
+    for graph in ONNX_GRAPHS:
+        source = onnx_dir / f"{graph}.onnx"
+        out = onnx_dir / f"{graph}{ONNX_SUFFIX[scheme]}.onnx"
+        if scheme == "int8":
+            with tempfile.TemporaryDirectory() as tmp:
+                staged = Path(tmp) / out.name
+                # Linear and embedding weights only: the patch-embedding Conv would become ConvInteger,
+                # which onnxruntime runs for uint8 only, and it is a tiny share of the compute.
+                quantize_dynamic(source, staged, weight_type=QuantType.QInt8, per_channel=True,
+                                 op_types_to_quantize=["MatMul", "Gather"])
+                atomic.write_bytes(out, staged.read_bytes())
+        elif scheme == "int4":
+            config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True,
+                                                  op_types_to_quantize=("MatMul", "Gather"),
+                                                  quant_axes=(("MatMul", 0), ("Gather", 1)))
+            quantizer = MatMulNBitsQuantizer(onnx.load(source), algo_config=config)
+            quantizer.process()
+            atomic.write_bytes(out, quantizer.model.model.SerializeToString())
+        else:
+            raise ValueError(f"ONNX scheme {scheme!r}: allowed 'int8', 'int4' (fp32 is the export itself)")
+        paths[graph] = out
+    return paths

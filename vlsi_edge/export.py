@@ -1,0 +1,74 @@
+"""`python -m vlsi_edge.export` — quantize and export the student for a target, validate it, gate it.
+
+    python -m vlsi_edge.export --target android-arm64                 # the latest run (runs/latest)
+    python -m vlsi_edge.export --target x86_64 --run runs/my-run
+    python -m vlsi_edge.export --target linux-arm64 --model zoo:student
+    python -m vlsi_edge.export --target android-arm64 --model ~/ckpt/SmolVLM-256M-Instruct
+    python -m vlsi_edge.export --target export/my-board.yaml --set validation.size=500
+
+Writes exports/<run>-<target>/ (DESIGN.md): one .pte per ExecuTorch scheme, onnx/ graphs per ONNX
+scheme, the Hugging Face files transformers.js needs, manifest.json, report.json / report.md /
+report.png. Exit status: 0 when every artifact passes its gate, 1 when one fails (after writing
+everything), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from vlsi_edge.config import ConfigError, describe
+from vlsi_edge.deploy.targets import TargetConfig, known_targets, load_target
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m vlsi_edge.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="target keys (--set KEY=VALUE):\n" + "\n".join(describe(TargetConfig)),
+    )
+    parser.add_argument("--target", required=True, help=f"profile name ({', '.join(known_targets())}) or a YAML file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one target key, e.g. onnx.block_size=64 (repeatable)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--run", type=Path, help="training run directory (default: runs/latest)")
+    source.add_argument("--model", help="a model directory of a supported family, or zoo:<name>")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs/latest is looked up")
+    parser.add_argument("--out", type=Path, help="export directory (default: exports/<run>-<target>)")
+    parser.add_argument("--no-validate", action="store_true", help="export only (no report, no gate)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        target = load_target(args.target, args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from vlsi_edge.deploy.pipeline import export_target, resolve_source
+
+    try:
+        source = resolve_source(args.run, args.model, args.runs_dir)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = args.out or Path("exports") / f"{source.name}-{target.name}"
+    command = shlex.join(["python", "-m", "vlsi_edge.export", *argv])
+    result = export_target(source, target, out, validate=not args.no_validate, command=command)
+    print(f"exported {len(result.manifest['artifacts'])} artifacts to {out} in {result.seconds:.0f} s")
+    if result.report is not None:
+        print((out / "report.md").read_text())
+        if not result.passed:
+            failed = [r["artifact"] for r in result.report["rows"] if "gate" in r and not r["gate"]["passed"]]
+            print(f"GATE FAILED: {', '.join(failed)} (see {out / 'report.md'})", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Per-artifact metrics against the float student, the gate verdicts, and report.json / report.md / plot."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vlsi_edge import atomic  # noqa: E402
+from vlsi_edge.data.scoring import normalize_answer, score  # noqa: E402
+from vlsi_edge.validate.inputs import Reference  # noqa: E402
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def first_token_kl(reference: np.ndarray, logits: np.ndarray) -> float:
+    """Mean KL(float || program) of the first answer token's distribution."""
+    p_log, q_log = log_softmax(reference.astype(np.float64)), log_softmax(logits.astype(np.float64))
+    return float((np.exp(p_log) * (p_log - q_log)).sum(axis=-1).mean())
+
+
+def metrics(run: dict, answers: list[str], reference: Reference) -> dict:
+    """Accuracy, agreement with the float answers, first-token KL and timings of one worker run."""
+    accuracy = score(answers, reference.samples)["accuracy"]
+    agree = np.mean([normalize_answer(a) == normalize_answer(b) for a, b in zip(answers, reference.answers)])
+    steps, decode_s = run["decode_steps"].sum(), run["decode_s"].sum()
+    return {
+        "accuracy": round(float(accuracy), 4),
+        "agreement": round(float(agree), 4),
+        "first_token_kl": float(f"{first_token_kl(reference.first_logits, run['first_logits']):.3g}"),
+        "encode_ms": round(1000 * float(np.median(run["encode_s"])), 3),
+        "first_token_ms": round(1000 * float(np.median(run["first_token_s"])), 3),
+        "decode_tokens_per_s": round(float(steps / decode_s), 1) if decode_s > 0 else None,
+        "peak_rss_mb": round(float(run["peak_rss_mb"]), 1),
+    }
+
+
+def gate(row: dict, float_accuracy: float, threshold: float) -> dict:
+    """Pass when the program loses at most `threshold` points of accuracy (and ran at all)."""
+    if row.get("error"):
+        return {"threshold_points": threshold, "loss_points": None, "passed": False}
+    loss = round(100 * (float_accuracy - row["accuracy"]), 2)
+    return {"threshold_points": threshold, "loss_points": loss, "passed": loss <= threshold}
+
+
+COLUMNS = [
+    ("artifact", "artifact"), ("scheme", "scheme"), ("accuracy", "accuracy"), ("loss", "loss (pts)"),
+    ("agreement", "agreement"), ("first_token_kl", "1st-token KL"), ("encode_ms", "encode ms"),
+    ("first_token_ms", "TTFT ms"), ("decode_tokens_per_s", "decode tok/s"), ("peak_rss_mb", "peak RSS MB"),
+    ("size", "size"), ("gate", "gate"),
+]
+
+
+def _cell(row: dict, key: str) -> str:
+    if key == "loss":
+        loss = row.get("gate", {}).get("loss_points")
+        return "" if loss is None else f"{loss:+.1f}"
+    if key == "size":
+        return f"{row['bytes'] / 1e6:.2f} MB" if row.get("bytes") else ""
+    if key == "gate":
+        if "gate" not in row:
+            return "reference"
+        return ("pass" if row["gate"]["passed"] else "**FAIL**") + f" (<= {row['gate']['threshold_points']:g})"
+    value = row.get(key)
+    if value is None:
+        return ""
+    if key in ("accuracy", "agreement"):
+        return f"{value:.3f}"
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# Export validation: {report['target']}",
+        "",
+        f"Model: `{report['model']}` ({report['family']}). {report['items']} ShapesVQA test items (real rendered "
+        f"images), greedy answers, {report['threads']} thread(s). Gate: accuracy loss vs the float student "
+        f"in points. Verdict: **{'PASS' if report['passed'] else 'FAIL'}**.",
+        "",
+        "| " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for row in report["rows"]:
+        cells = [_cell(row, key) for key, _ in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    errors = [f"- `{row['artifact']}` failed to run: {row['error']}" for row in report["rows"] if row.get("error")]
+    lines += ["", *errors] if errors else []
+    lines += [
+        "",
+        "accuracy: exact match on the test items through the artifact's own runtime; agreement: same "
+        "normalised answer as the float student; 1st-token KL: mean KL(float || program) of the first "
+        "answer token; encode / TTFT (image in -> first token): medians; decode tok/s: all decode steps / "
+        "their time; peak RSS: the runtime's whole process.",
+        "",
+        f"Measured by: `{report['command']}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(report: dict) -> bytes:
+    rows = [r for r in report["rows"] if not r.get("error")]
+    names = [r["artifact"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    panels = [("accuracy", "test accuracy"), ("first_token_ms", "time to first token (ms)"), ("bytes", "size (MB)")]
+    for ax, (key, title) in zip(axes, panels):
+        values = [(r.get(key) or 0) / (1e6 if key == "bytes" else 1) for r in rows]
+        colors = ["#888888" if "gate" not in r else ("#2a9d8f" if r["gate"]["passed"] else "#e76f51") for r in rows]
+        ax.barh(names, values, color=colors)
+        ax.set_title(title)
+        ax.invert_yaxis()
+        if key == "accuracy" and rows:
+            ax.axvline(rows[0]["accuracy"], color="black", lw=0.8, ls="--")
+        if ax is not axes[0]:
+            ax.set_yticklabels([])
+    fig.suptitle(f"{report['target']}: exported programs vs the float student (grey; green pass, red fail)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_report(report: dict, out_dir: Path) -> None:
+    atomic.write_json(out_dir / "report.json", report)
+    atomic.write_text(out_dir / "report.md", markdown(report))
+    atomic.write_bytes(out_dir / "report.png", plot(report))
