@@ -18,9 +18,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-# The main job on the embedded default: VLsI on the shipped toy pair (train; export joins later).
+# The main job on the embedded default: VLsI on the shipped toy pair, then export the new student
+# for Android (ExecuTorch + ONNX, fp32/int8/int4) and validate it against the float model (gated).
 demo: install
 	$(BIN)/python -m vlsi_edge.train
+	$(BIN)/python -m vlsi_edge.export --target android-arm64
 
 test: install
 	$(BIN)/python -m pytest -q

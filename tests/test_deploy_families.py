@@ -13,7 +13,8 @@ import torch
 from tests.conftest import TINY, tiny_tokenizer
 from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
 from vlsi_edge.deploy.onnx_export import export_onnx
-from vlsi_edge.deploy.parts import decode, generate, prompt_embeds, split_model
+from vlsi_edge.deploy.parts import decode, prompt_embeds, split_model
+from vlsi_edge.runtime.eager import generate
 from vlsi_edge.families import IGNORE_INDEX, build_batch, get_family
 from vlsi_edge.runtime.positions import mrope_prompt_positions, mrope_step_positions
 

@@ -7,9 +7,8 @@
 
 Method names follow ExecuTorch's stock multimodal runner (see docs/EXPORT_RESEARCH.md). Each part is
 an eager nn.Module over the original model's weights, so it is both what `torch.export` traces and
-the reference every exported program is compared with. `generate` is the host loop over the parts:
-encode the image, embed the prompt, put the image embeddings at the image-token positions, prefill,
-then decode greedily one token at a time.
+the reference every exported program is compared with (`vlsi_edge.runtime.eager` runs them through
+the same greedy host loop as the exported programs).
 
 The image is one fixed size per export, so data-dependent vision code becomes constants. Input
 layouts of `vision_encoder` (what the family's processor gives for one image):
@@ -35,7 +34,6 @@ from transformers.configuration_utils import get_head_shapes
 from transformers.models.qwen2_vl.modeling_qwen2_vl import apply_rotary_pos_emb_vision
 from transformers.vision_utils import get_vision_position_ids
 
-from vlsi_edge.runtime.positions import mrope_prompt_positions, mrope_step_positions
 
 
 def _check_image_size(config, image_size: int) -> None:
@@ -249,31 +247,3 @@ def prompt_embeds(parts: Parts, input_ids: torch.Tensor, pixel_values: torch.Ten
         raise ValueError(f"prompt has {int(is_image.sum())} image tokens but the encoder gives {image.shape[1]}")
     embeds[0, is_image] = image[0].to(embeds.dtype)
     return embeds
-
-
-@torch.no_grad()
-def generate(
-    parts: Parts, input_ids: torch.Tensor, pixel_values: torch.Tensor, eos_id: int, max_new_tokens: int = 40
-) -> tuple[list[int], torch.Tensor]:
-    """Greedy answer token ids and the prefill's last-position logits, through the three parts.
-
-    input_ids [1, S] with the processor's image tokens; pixel_values in the vision encoder's layout
-    (module docstring).
-    """
-    embeds = prompt_embeds(parts, input_ids, pixel_values)
-    length, delta, positions = input_ids.shape[1], 0, None
-    if parts.mrope_grid is not None:
-        prompt_positions, delta = mrope_prompt_positions(input_ids.numpy(), parts.image_token_id, parts.mrope_grid)
-        positions = torch.from_numpy(prompt_positions)
-    first_logits = decode(parts, embeds, 0, positions)[0, -1]
-    tokens: list[int] = []
-    next_id = int(first_logits.argmax())
-    while next_id != eos_id and len(tokens) < max_new_tokens and length < parts.max_cache_len:
-        tokens.append(next_id)
-        step = parts.token_embedding(torch.tensor([[next_id]]))
-        if parts.mrope_grid is not None:
-            positions = torch.from_numpy(mrope_step_positions(length, 1, delta))
-        logits = decode(parts, step, length, positions)
-        length += 1
-        next_id = int(logits[0, -1].argmax())
-    return tokens, first_logits

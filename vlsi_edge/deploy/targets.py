@@ -68,12 +68,16 @@ class GateConfig:
     int8: float = option(1.0, "max loss (points) of int8 programs (8da8w, onnx int8)")
     int4: float = option(2.0, "max loss (points) of int4 programs (8da4w, onnx int4)")
 
+    def __post_init__(self):
+        for name in ("fp32", "int8", "int4"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"gate.{name}: {getattr(self, name)} must be >= 0 (points of accuracy lost)")
+
 
 @dataclass
 class ValidationConfig:
     size: int = option(300, "ShapesVQA test items scored per program (real rendered images)")
     max_new_tokens: int = option(40, "greedy answer length cap")
-    latency_items: int = option(20, "items timed for encode / first token / decode (after one warm-up)")
 
     def __post_init__(self):
         if self.size < 1:

@@ -20,7 +20,7 @@ class Reference:
     first_logits: np.ndarray    # [N, V] float student's logits for the first answer token
 
 
-def test_items(data: ShapesConfig, size: int) -> list[VQASample]:
+def validation_items(data: ShapesConfig, size: int) -> list[VQASample]:
     split = ShapesVQA("test", config=data)
     if size > len(split):
         raise ValueError(f"validation.size {size}: the ShapesVQA test split has {len(split)} items")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlsi_edge.validate.inputs import float_reference, test_items, write_inputs
+from vlsi_edge.validate.inputs import float_reference, validation_items, write_inputs
 from vlsi_edge.validate.report import gate, metrics, write_report
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def validate_export(export_dir: Path, source, model, family, processor, target, 
     manifest = json.loads((export_dir / "manifest.json").read_text())
     tokenizer = family.tokenizer(processor)
     size = target.validation.size
-    samples = test_items(source.data, size)
+    samples = validation_items(source.data, size)
     threads = min(target.threads, os.cpu_count() or 1) if target.threads else 0
     reference = float_reference(model, family, processor, samples, target.validation.max_new_tokens)
     float_accuracy = metrics_accuracy(reference)

@@ -25,45 +25,20 @@ def read_inputs(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(data[f"ids_{i}"], data[f"pixels_{i}"]) for i in range(int(data["count"]))]
 
 
-class EagerRuntime:
-    """The float model's three eager parts behind the host-loop interface (the baseline's timings)."""
-
-    def __init__(self, model_dir: Path, max_context_len: int, image_size: int):
+def load_runtime(export_dir: Path, artifact: str, threads: int, manifest: dict):
+    if artifact.startswith("float:"):
         import torch
 
         from vlsi_edge.deploy.parts import split_model
         from vlsi_edge.families.sources import family_of
+        from vlsi_edge.runtime.eager import EagerRuntime
 
+        model_dir = Path(artifact.removeprefix("float:"))
         family = family_of(model_dir)
         model = family.load(model_dir, torch.float32).eval()
-        self.torch = torch
-        self.parts = split_model(model, family, image_size, max_cache_len=max_context_len)
-        self.image_token_id = self.parts.image_token_id
-        self.image_grid = self.parts.mrope_grid
-        self.vision_shape = tuple(self.parts.vision_encoder.example_pixel_values().shape)
-
-    def encode_image(self, pixel_values):
-        with self.torch.no_grad():
-            return self.parts.vision_encoder(self.torch.from_numpy(pixel_values.reshape(self.vision_shape))).numpy()
-
-    def embed(self, ids):
-        with self.torch.no_grad():
-            return self.parts.token_embedding(self.torch.from_numpy(ids)).numpy()
-
-    def prefill(self, embeds, positions):
-        return self.step(embeds, 0, positions)
-
-    def step(self, embeds, cache_position, positions):
-        from vlsi_edge.deploy.parts import decode
-
-        with self.torch.no_grad():
-            pos = None if positions is None else self.torch.from_numpy(positions)
-            return decode(self.parts, self.torch.from_numpy(embeds), cache_position, pos)[0, -1].numpy()
-
-
-def load_runtime(export_dir: Path, artifact: str, threads: int, manifest: dict):
-    if artifact.startswith("float:"):
-        return EagerRuntime(Path(artifact.removeprefix("float:")), manifest["max_context_len"], manifest["image"]["size"])
+        if threads:
+            torch.set_num_threads(threads)
+        return EagerRuntime(split_model(model, family, manifest["image"]["size"], manifest["max_context_len"]))
     runtime = manifest["artifacts"][artifact]["runtime"]
     if runtime == "onnx":
         from vlsi_edge.runtime.onnx_runner import OnnxVLM
@@ -94,8 +69,6 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = load_manifest(args.export_dir)
     runtime = load_runtime(args.export_dir, args.artifact, args.threads, manifest)
-    if args.artifact.startswith("float:") and args.threads:
-        runtime.torch.set_num_threads(args.threads)
     items = read_inputs(args.inputs)
     eos = manifest["tokens"]["eos_ids"][0]
     grid = manifest["tokens"].get("image_grid")

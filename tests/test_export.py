@@ -1,0 +1,220 @@
+"""`python -m vlsi_edge.export` end to end on the shipped student: programs per scheme, manifest, report, gate.
+
+One export (android-arm64 with fewer validation items) is shared by the module; each test then
+checks a contract on it: every exported part against the eager model on real ShapesVQA images
+within its scheme's tolerance, KV-cache decoding against full-sequence eager logits, the stock
+ExecuTorch runner on a quantized program, checksums, corrupt files, and the report and gate.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from vlsi_edge.data import ShapesConfig
+from vlsi_edge.deploy.manifest import ArtifactError, load_manifest, sha256
+from vlsi_edge.deploy.parts import split_model
+from vlsi_edge.deploy.pipeline import Source, export_target, resolve_source
+from vlsi_edge.deploy.targets import load_target
+from vlsi_edge.export import main
+from vlsi_edge.families import build_batch
+from vlsi_edge.runtime.executorch_runner import ExecuTorchVLM
+from vlsi_edge.runtime.onnx_runner import OnnxVLM
+from vlsi_edge.validate.inputs import validation_items
+from vlsi_edge.validate.report import gate
+from vlsi_edge.zoo import load_model
+
+# Max relative L2 error of a part's output vs eager, by precision (measured: fp32 ~3e-5, int8 ~0.03,
+# int4 ~0.09 at most on the toy student).
+TOLERANCE = {"fp32": 1e-4, "int8": 0.05, "int4": 0.15}
+ARTIFACTS = ["executorch-fp32", "executorch-8da4w", "onnx-fp32", "onnx-int8", "onnx-int4"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports") / "student-android-arm64"
+    target = load_target("android-arm64", ["executorch.schemes=[fp32, 8da4w]", "validation.size=60"])
+    zoo = load_model("student")
+    result = export_target(Source(zoo.path, "student", ShapesConfig(**zoo.card["data"])), target, out)
+    return result, zoo
+
+
+def _runtime(export_dir, name):
+    return (ExecuTorchVLM if name.startswith("executorch") else OnnxVLM).from_manifest(export_dir, name)
+
+
+def _inputs(zoo, count=6):
+    samples = validation_items(ShapesConfig(**zoo.card["data"]), count)
+    return [build_batch(zoo.family, zoo.processor, [s], with_answer=False) for s in samples]
+
+
+def _relative(a, b) -> float:
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))
+
+
+def test_export_writes_every_artifact_with_checksums_and_passes_its_gate(exported):
+    result, _ = exported
+    manifest = load_manifest(result.out_dir)
+    assert sorted(manifest["artifacts"]) == sorted(ARTIFACTS)
+    for artifact in manifest["artifacts"].values():
+        for entry in artifact["files"].values():
+            path = result.out_dir / entry["path"]
+            assert (sha256(path), path.stat().st_size) == (entry["sha256"], entry["bytes"])
+    # Everything transformers.js and the app need sits beside the programs.
+    for name in ("config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
+                 "report.json", "report.md", "report.png", "onnx/decoder_model_merged_q4.onnx"):
+        assert (result.out_dir / name).is_file(), name
+    assert manifest["tokens"]["image_token_count"] == manifest["prompt"]["image_tokens"] == 9
+    assert manifest["image"]["size"] == 96 and manifest["max_context_len"] == 128
+    assert result.passed and manifest["validation"]["passed"]
+    assert not list(result.out_dir.parent.glob(".*staging*"))
+
+
+def test_report_has_every_metric_and_fp32_programs_match_the_float_student(exported):
+    result, _ = exported
+    report = json.loads((result.out_dir / "report.json").read_text())
+    rows = {r["artifact"]: r for r in report["rows"]}
+    assert report["items"] == 60 and set(rows) == {"float (PyTorch eager)", *ARTIFACTS}
+    for name in ARTIFACTS:
+        row = rows[name]
+        assert 0 < row["accuracy"] <= 1 and 0 < row["agreement"] <= 1 and row["first_token_kl"] >= 0
+        assert row["encode_ms"] > 0 and row["first_token_ms"] >= row["encode_ms"] and row["decode_tokens_per_s"] > 0
+        assert row["peak_rss_mb"] > 10 and row["bytes"] > 0
+        assert row["gate"]["passed"] == (row["gate"]["loss_points"] <= row["gate"]["threshold_points"])
+    for name in ("executorch-fp32", "onnx-fp32"):
+        assert rows[name]["agreement"] == 1.0 and rows[name]["accuracy"] == report["float_accuracy"]
+        assert rows[name]["first_token_kl"] < 1e-6
+    assert rows["onnx-int4"]["bytes"] < rows["onnx-int8"]["bytes"] < rows["onnx-fp32"]["bytes"]
+    assert rows["executorch-8da4w"]["bytes"] < rows["executorch-fp32"]["bytes"]
+    assert "| executorch-8da4w | 8da4w |" in (result.out_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name", ARTIFACTS)
+def test_each_exported_part_matches_eager_on_real_images(exported, name):
+    result, zoo = exported
+    manifest = load_manifest(result.out_dir)
+    tolerance = TOLERANCE[manifest["artifacts"][name]["precision"]]
+    parts = split_model(zoo.model, zoo.family, 96, max_cache_len=128)
+    runtime = _runtime(result.out_dir, name)
+    for batch in _inputs(zoo):
+        ids, pixels = batch["input_ids"], batch["pixel_values"]
+        with torch.no_grad():
+            image = parts.vision_encoder(pixels[:, 0]).numpy()
+            embeds = parts.token_embedding(ids).numpy()
+            full = zoo.model(input_ids=ids, pixel_values=pixels, attention_mask=batch["attention_mask"]).logits[0, -1]
+        got_image, got_embeds = runtime.encode_image(pixels.numpy()), runtime.embed(ids.numpy())
+        assert _relative(got_image, image) < tolerance
+        assert _relative(got_embeds, embeds) < tolerance
+        got_embeds[0, ids[0].numpy() == runtime.image_token_id] = got_image[0]
+        assert _relative(runtime.prefill(got_embeds, None), full.numpy()) < tolerance
+
+
+@pytest.mark.parametrize("name", ["executorch-fp32", "onnx-fp32"])
+def test_kv_cache_decoding_equals_full_sequence_eager_logits(exported, name):
+    """Each decode step's logits (cache inside the .pte / past keys in ONNX) = eager on the whole sequence."""
+    result, zoo = exported
+    runtime = _runtime(result.out_dir, name)
+    eos = load_manifest(result.out_dir)["tokens"]["eos_ids"][0]
+    for batch in _inputs(zoo, 3):
+        ids = batch["input_ids"]
+        out = runtime.generate(ids.numpy(), batch["pixel_values"].numpy(), eos, max_new_tokens=12)
+        sequence = torch.cat([ids, torch.tensor([out.tokens])], dim=1)
+        with torch.no_grad():
+            full = zoo.model(input_ids=sequence, pixel_values=batch["pixel_values"]).logits[0]
+        # Replay the program step by step and compare every step with the full forward.
+        n = ids.shape[1]
+        embeds = runtime.embed(ids.numpy())
+        image = runtime.encode_image(batch["pixel_values"].numpy())
+        embeds[0, ids[0].numpy() == runtime.image_token_id] = image[0]
+        logits = [runtime.prefill(embeds, None)]
+        for i, token in enumerate(out.tokens):
+            logits.append(runtime.step(runtime.embed(np.array([[token]])), n + i, None))
+        np.testing.assert_allclose(np.stack(logits), full[n - 1 :].numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_stock_runner_runs_the_quantized_program_like_our_runner(exported):
+    from executorch.extension.llm.runner import GenerationConfig, MultimodalRunner, make_image_input, make_token_input
+
+    result, zoo = exported
+    manifest = load_manifest(result.out_dir)
+    ours = ExecuTorchVLM.from_manifest(result.out_dir, "executorch-8da4w")
+    program = result.out_dir / manifest["artifacts"]["executorch-8da4w"]["files"]["program"]["path"]
+    stock = MultimodalRunner(str(program), str(result.out_dir / manifest["tokenizer"]["path"]))
+    tokenizer = zoo.family.tokenizer(zoo.processor)
+    spec, eos = manifest["prompt"], manifest["tokens"]["eos_ids"][0]
+    for batch in _inputs(zoo):
+        ids = batch["input_ids"][0].tolist()
+        question = ids[len(spec["before_image"]) + spec["image_tokens"] + len(spec["after_image"]) : len(ids) - len(spec["after_question"])]
+        inputs = [make_token_input(spec["before_image"]), make_image_input(batch["pixel_values"][0, 0].contiguous()),
+                  make_token_input(spec["after_image"] + question + spec["after_question"])]
+        stock.reset()
+        text = stock.generate_text(inputs, GenerationConfig(echo=False, temperature=0.0, max_new_tokens=40))
+        expected = tokenizer.decode(ours.generate(np.array([ids]), batch["pixel_values"].numpy(), eos).tokens,
+                                    skip_special_tokens=True).strip()
+        assert text.replace(zoo.family.eos_token, "").strip() == expected
+
+
+def test_runners_refuse_tampered_truncated_and_corrupt_files(exported, tmp_path):
+    result, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(result.out_dir, copy)
+    manifest = load_manifest(copy)
+    pte = copy / manifest["artifacts"]["executorch-8da4w"]["files"]["program"]["path"]
+    data = bytearray(pte.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one flipped byte
+    pte.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"model-8da4w.pte: sha256 differs from manifest.json"):
+        ExecuTorchVLM.from_manifest(copy, "executorch-8da4w")
+    decoder = copy / manifest["artifacts"]["onnx-int8"]["files"]["decoder_model_merged"]["path"]
+    decoder.write_bytes(decoder.read_bytes()[:1000])
+    with pytest.raises(ArtifactError, match=r"decoder_model_merged_int8.onnx: 1000 bytes, but manifest.json says"):
+        OnnxVLM.from_manifest(copy, "onnx-int8")
+    # Without a manifest the runtimes' own errors are wrapped with the file's name.
+    with pytest.raises(RuntimeError, match=r"model-8da4w.pte: ExecuTorch cannot load it"):
+        pte.write_bytes(bytes(data[:5000]))
+        ExecuTorchVLM(pte, 0)
+    with pytest.raises(RuntimeError, match=r"decoder_model_merged_int8.onnx: onnxruntime cannot load it"):
+        OnnxVLM.from_dir(copy / "onnx", 0, suffix="_int8")
+    with pytest.raises(ArtifactError, match="no artifact 'onnx-fp16'; it has: executorch-fp32"):
+        OnnxVLM.from_manifest(copy, "onnx-fp16")
+    (copy / "manifest.json").write_text('{"format_version": 1, "family": ')
+    with pytest.raises(ArtifactError, match=r"manifest.json: not valid JSON"):
+        OnnxVLM.from_manifest(copy, "onnx-fp32")
+
+
+def test_a_failed_export_leaves_the_previous_export_untouched(tmp_path):
+    out = tmp_path / "exports" / "student-x"
+    out.mkdir(parents=True)
+    (out / "manifest.json").write_text("previous")
+    zoo = load_model("student")
+    target = load_target("x86_64", ["executorch.schemes=[8da4w]", "executorch.group_size=48"])
+    with pytest.raises(RuntimeError, match="incompatible with 8da4w"):
+        export_target(Source(zoo.path, "student"), target, out)
+    assert (out / "manifest.json").read_text() == "previous"
+    assert [p.name for p in out.parent.iterdir()] == ["student-x"]
+
+
+def test_gate_is_loss_in_points_against_the_threshold():
+    assert gate({"accuracy": 0.40}, 0.415, 2.0) == {"threshold_points": 2.0, "loss_points": 1.5, "passed": True}
+    assert gate({"accuracy": 0.39}, 0.415, 2.0)["passed"] is False
+    assert gate({"accuracy": 0.43}, 0.415, 0.5) == {"threshold_points": 0.5, "loss_points": -1.5, "passed": True}
+    assert gate({"error": "cannot load"}, 0.415, 2.0)["passed"] is False
+
+
+def test_cli_refuses_bad_input_with_the_reason(capsys, tmp_path):
+    assert main(["--target", "ios"]) == 2
+    assert "unknown target 'ios'; known targets: android-arm64, linux-arm64, x86_64" in capsys.readouterr().err
+    assert main(["--target", "x86_64", "--model", str(tmp_path)]) == 2
+    assert f"{tmp_path}/config.json: no such file" in capsys.readouterr().err
+    assert main(["--target", "x86_64", "--set", "threads=four"]) == 2
+    assert "threads: 'four' is not int" in capsys.readouterr().err
+
+
+def test_source_defaults_to_the_latest_run_then_the_shipped_student(tmp_path):
+    assert resolve_source(None, None, tmp_path).name == "student"  # no runs yet
+    with pytest.raises(FileNotFoundError, match="no student/ model in this run directory"):
+        resolve_source(tmp_path, None)
