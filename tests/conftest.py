@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +41,25 @@ def tiny(request):
     torch.manual_seed(0)
     model = family.load(family.tiny_config(tokenizer, TINY)).eval()
     return family, tokenizer, family.build_processor(tokenizer, TINY), model
+
+
+JS_DIR = Path(__file__).parent / "js"
+NODE = shutil.which("node")
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> None:
+    """Installs the pinned transformers.js once (onnxruntime-node's post-install only fetches GPU extras)."""
+    if NODE is None:
+        pytest.skip("the `node` binary is not installed (transformers.js needs Node 18+)")
+    if not (JS_DIR / "node_modules").is_dir():
+        npm_ci = ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
+        subprocess.run(npm_ci, cwd=JS_DIR, check=True, timeout=600)
+
+
+def run_transformers_js(model_dir: Path, items: Path, dtype: str) -> list[dict]:
+    """tests/js/generate.mjs: transformers.js' greedy answers for the items, from model_dir's files only."""
+    command = [NODE, "generate.mjs", str(model_dir), str(items), dtype]
+    proc = subprocess.run(command, cwd=JS_DIR, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -26,7 +26,10 @@ from vlsi_edge.runtime.executorch_runner import ExecuTorchVLM
 from vlsi_edge.runtime.onnx_runner import OnnxVLM
 from vlsi_edge.validate.inputs import validation_items
 from vlsi_edge.validate.report import gate
+from vlsi_edge.families import chat_messages
 from vlsi_edge.zoo import load_model
+
+from conftest import run_transformers_js
 
 # Max relative L2 error of a part's output vs eager, by precision (measured: fp32 ~3e-5, int8 ~0.03,
 # int4 ~0.09 at most on the toy student).
@@ -37,7 +40,9 @@ ARTIFACTS = ["executorch-fp32", "executorch-8da4w", "onnx-fp32", "onnx-int8", "o
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("exports") / "student-android-arm64"
-    target = load_target("android-arm64", ["executorch.schemes=[fp32, 8da4w]", "validation.size=60"])
+    # int4 embedding here: the shipped profiles use int8 (run by `make demo`), so this covers the other kernel.
+    target = load_target("android-arm64", ["executorch.schemes=[fp32, 8da4w]", "executorch.embedding=int4",
+                                           "executorch.embedding_group_size=32", "validation.size=60"])
     zoo = load_model("student")
     result = export_target(Source(zoo.path, "student", ShapesConfig(**zoo.card["data"])), target, out)
     return result, zoo
@@ -156,6 +161,27 @@ def test_stock_runner_runs_the_quantized_program_like_our_runner(exported):
         expected = tokenizer.decode(ours.generate(np.array([ids]), batch["pixel_values"].numpy(), eos).tokens,
                                     skip_special_tokens=True).strip()
         assert text.replace(zoo.family.eos_token, "").strip() == expected
+
+
+@pytest.mark.parametrize("dtype, artifact", [("fp32", "onnx-fp32"), ("int8", "onnx-int8"), ("q4", "onnx-int4")])
+def test_transformers_js_runs_the_export_directory_like_our_runner(exported, node_modules, tmp_path, dtype, artifact):
+    """The export directory as written (every ONNX scheme, HF files) loads in transformers.js unmodified."""
+    result, zoo = exported
+    samples = validation_items(ShapesConfig(**zoo.card["data"]), 6)
+    items = []
+    for i, sample in enumerate(samples):
+        sample.image.save(tmp_path / f"{i}.png")
+        items.append({"image": str(tmp_path / f"{i}.png"), "messages": chat_messages(sample.question)})
+    (tmp_path / "items.json").write_text(json.dumps(items))
+    answers = [r["answer"] for r in run_transformers_js(result.out_dir, tmp_path / "items.json", dtype)]
+    ours = OnnxVLM.from_manifest(result.out_dir, artifact)
+    tokenizer = zoo.family.tokenizer(zoo.processor)
+    eos = load_manifest(result.out_dir)["tokens"]["eos_ids"][0]
+    expected = []
+    for batch in _inputs(zoo):
+        out = ours.generate(batch["input_ids"].numpy(), batch["pixel_values"].numpy(), eos)
+        expected.append(tokenizer.decode(out.tokens, skip_special_tokens=True).strip())
+    assert answers == expected
 
 
 def test_runners_refuse_tampered_truncated_and_corrupt_files(exported, tmp_path):

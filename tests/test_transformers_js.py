@@ -8,8 +8,6 @@ and answers must equal our Python processor's and our eager model's, on real Sha
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,19 +21,9 @@ from vlsi_edge.families import build_batch, chat_messages
 from vlsi_edge.runtime import OnnxVLM
 from vlsi_edge.zoo import load_model
 
-JS_DIR = Path(__file__).parent / "js"
-NODE = shutil.which("node")
+from conftest import run_transformers_js
+
 GRAPHS = ("vision_encoder", "embed_tokens", "decoder_model_merged")
-
-
-@pytest.fixture(scope="module")
-def node_modules() -> None:
-    """Installs the pinned transformers.js once (onnxruntime-node's post-install only fetches GPU extras)."""
-    if NODE is None:
-        pytest.skip("the `node` binary is not installed (transformers.js needs Node 18+)")
-    if not (JS_DIR / "node_modules").is_dir():
-        npm_ci = ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
-        subprocess.run(npm_ci, cwd=JS_DIR, check=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +45,6 @@ def exported(tmp_path_factory):
         items.append({"image": str(root / f"{i}.png"), "messages": chat_messages(sample.question, sample.history)})
     (root / "items.json").write_text(json.dumps(items))
     return zoo, samples, model_dir, root / "items.json"
-
-
-def run_transformers_js(model_dir: Path, items: Path, dtype: str) -> list[dict]:
-    command = [NODE, "generate.mjs", str(model_dir), str(items), dtype]
-    proc = subprocess.run(command, cwd=JS_DIR, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def onnxruntime_answers(onnx_dir: Path, suffix: str, zoo, samples) -> list[str]:

@@ -19,10 +19,12 @@ import numpy as np
 from vlsi_edge.memory import peak_rss_mb
 
 
-def read_inputs(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """What `vlsi_edge.validate.inputs.write_inputs` wrote (numpy only: no torch in an ONNX worker)."""
+def read_inputs(path: Path):
+    """Items written by `vlsi_edge.validate.inputs.write_inputs`, read one at a time (so the peak
+    memory is the runtime's, not the whole input set's) with numpy only: no torch in an ONNX worker."""
     with np.load(path) as data:
-        return [(data[f"ids_{i}"], data[f"pixels_{i}"]) for i in range(int(data["count"]))]
+        for i in range(int(data["count"])):
+            yield data[f"ids_{i}"], data[f"pixels_{i}"]
 
 
 def load_runtime(export_dir: Path, artifact: str, threads: int, manifest: dict):
@@ -69,13 +71,14 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = load_manifest(args.export_dir)
     runtime = load_runtime(args.export_dir, args.artifact, args.threads, manifest)
-    items = read_inputs(args.inputs)
     eos = manifest["tokens"]["eos_ids"][0]
     grid = manifest["tokens"].get("image_grid")
-    context = manifest["max_context_len"]
-    greedy(runtime, *items[0], eos, args.max_new_tokens, context, tuple(grid) if grid else None)  # warm-up
-    results = [greedy(runtime, ids, pixels, eos, args.max_new_tokens, context, tuple(grid) if grid else None)
-               for ids, pixels in items]
+    grid = tuple(grid) if grid else None
+    results = []
+    for i, (ids, pixels) in enumerate(read_inputs(args.inputs)):
+        if i == 0:  # warm-up: first calls allocate and plan
+            greedy(runtime, ids, pixels, eos, args.max_new_tokens, manifest["max_context_len"], grid)
+        results.append(greedy(runtime, ids, pixels, eos, args.max_new_tokens, manifest["max_context_len"], grid))
     lengths = np.array([len(r.tokens) for r in results])
     np.savez(
         args.out,
