@@ -5,6 +5,7 @@
     onnx_export.py        onnx/ graphs in the hub's SmolVLM layout (past keys/values in and out)
     quantize.py           ExecuTorch (torchao) and onnxruntime quantization schemes
     targets.py            export/<target>.yaml profiles and their gates
+    hf_files.py           config / processor / tokenizer files beside onnx/ (what transformers.js loads)
     manifest.py           manifest.json: files with sha256, how to feed the model, validation results
     pipeline.py           one target end to end (what `python -m vlsi_edge.export` runs)
 

@@ -1,4 +1,4 @@
-"""ExecuTorch export of the three parts into one .pte (work in progress: fp32 only so far).
+"""ExecuTorch export of the three parts into one .pte (quantize the parts first: deploy/quantize.py).
 
 Stages: torch.export each part (the token sequence dimension dynamic) -> to_edge_transform_and_lower
 with the XNNPACK partitioner and the LLM-runner metadata as constant methods -> to_executorch ->

@@ -1,4 +1,4 @@
-"""ONNX export of a VLM in the layout of the official SmolVLM ONNX exports (work in progress: fp32).
+"""ONNX export of a VLM in the layout of the official SmolVLM ONNX exports (fp32; deploy/quantize.py makes int8 / q4).
 
     onnx/vision_encoder.onnx        pixel_values [1, 1, 3, H, W]             -> image_features [1, n, D]
                                     (LLaVA [1, 3, H, W]; Qwen2-VL flattened patches, see parts.py)
@@ -10,7 +10,7 @@
 
 The decoder takes its past keys/values as inputs and returns the updated ones (what optimum-onnx cannot
 do for decoder-only VLMs); an empty past (P = 0) starts a generation. Names follow transformers.js
-(docs/EXPORT_RESEARCH.md); batch is 1 for now.
+(docs/EXPORT_RESEARCH.md); batch is 1 (one image, one prompt per call).
 """
 
 from __future__ import annotations

@@ -20,13 +20,13 @@ import torch
 from PIL import Image
 
 from vlsi_edge import atomic
-from vlsi_edge.data import ShapesConfig, VQASample
+from vlsi_edge.data import ShapesConfig, ShapesVQA, VQASample
 from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
 from vlsi_edge.deploy.hf_files import write_hf_files
 from vlsi_edge.deploy.manifest import FORMAT_VERSION, MANIFEST, file_entry
 from vlsi_edge.deploy.onnx_export import export_onnx
 from vlsi_edge.deploy.parts import split_model
-from vlsi_edge.deploy.quantize import ONNX_GRAPHS, ONNX_SUFFIX, quantize_onnx, quantize_parts
+from vlsi_edge.deploy.quantize import ONNX_GRAPHS, quantize_onnx, quantize_parts
 from vlsi_edge.deploy.targets import PRECISION, TargetConfig
 from vlsi_edge.families import Family, build_batch
 from vlsi_edge.families.sources import family_of
@@ -146,6 +146,7 @@ class ExportResult:
 
 def export_target(source: Source, target: TargetConfig, out_dir: Path, validate: bool = True,
                   command: str = "") -> ExportResult:
+    """Export, describe and (unless validate=False) validate `source` for `target` into out_dir."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -153,58 +154,20 @@ def export_target(source: Source, target: TargetConfig, out_dir: Path, validate:
     model = family.load(source.model_dir, torch.float32).eval()
     processor = family.load_processor(source.model_dir)
     tokenizer = family.tokenizer(processor)
-    from vlsi_edge.data import ShapesVQA
-
     probe = ShapesVQA("test", size=1, config=source.data)[0].image
     size = image_size_of(family, processor, probe)
 
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.staging.") as tmp:
         staging = Path(tmp)
         write_hf_files(model, family, processor, staging)
-        artifacts: dict[str, dict] = {}
-        timings: dict[str, float] = {}
         parts = split_model(model, family, size, max_cache_len=target.max_context_len)
         metadata = runner_metadata(parts, tokenizer, family.eos_token)
-
+        artifacts: dict[str, dict] = {}
+        timings: dict[str, float] = {}
         if "executorch" in target.formats:
-            for scheme in target.executorch.schemes:
-                t = time.perf_counter()
-                scheme_parts = split_model(copy.deepcopy(model), family, size, max_cache_len=target.max_context_len)
-                recipe = quantize_parts(scheme_parts, scheme, target.executorch)
-                path = staging / f"model-{scheme}.pte"
-                export_executorch(scheme_parts, metadata, path)
-                artifacts[f"executorch-{scheme}"] = {
-                    "runtime": "executorch", "backend": "xnnpack", "scheme": scheme, "precision": PRECISION[scheme],
-                    "quantization": recipe, "files": {"program": file_entry(staging, path)},
-                    "methods": ["vision_encoder", "token_embedding", "text_decoder", *metadata],
-                    "stock_runner": parts.mrope_grid is None,
-                }
-                timings[f"executorch-{scheme}"] = round(time.perf_counter() - t, 1)
-                log.info("executorch %s: %d bytes in %.0f s", scheme, path.stat().st_size, timings[f"executorch-{scheme}"])
-
+            executorch_artifacts(model, family, size, target, metadata, staging, artifacts, timings)
         if "onnx" in target.formats:
-            t = time.perf_counter()
-            paths = export_onnx(model, family, size, staging)
-            timings["onnx-fp32"] = round(time.perf_counter() - t, 1)
-            for scheme in target.onnx.schemes:
-                t = time.perf_counter()
-                if scheme != "fp32":
-                    paths = quantize_onnx(staging / "onnx", scheme, target.onnx.block_size)
-                    timings[f"onnx-{scheme}"] = round(time.perf_counter() - t, 1)
-                else:
-                    paths = {g: staging / "onnx" / f"{g}{ONNX_SUFFIX['fp32']}.onnx" for g in ONNX_GRAPHS}
-                artifacts[f"onnx-{scheme}"] = {
-                    "runtime": "onnx", "scheme": scheme, "precision": PRECISION[scheme],
-                    "quantization": None if scheme == "fp32" else {
-                        "int8": {"method": "onnxruntime quantize_dynamic", "weights": "int8 per-channel",
-                                 "activations": "int8 dynamic", "ops": ["MatMul", "Gather"]},
-                        "int4": {"method": "onnxruntime MatMulNBits", "weights": "int4 symmetric",
-                                 "block_size": target.onnx.block_size, "ops": ["MatMul", "Gather"]},
-                    }[scheme],
-                    "transformers_js_dtype": {"fp32": "fp32", "int8": "int8", "int4": "q4"}[scheme],
-                    "files": {g: file_entry(staging, paths[g]) for g in ONNX_GRAPHS},
-                }
-            log.info("onnx: %s", timings)
+            onnx_artifacts(model, family, size, target, staging, artifacts, timings)
 
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -217,7 +180,7 @@ def export_target(source: Source, target: TargetConfig, out_dir: Path, validate:
             "prompt": prompt_spec(family, processor, probe),
             "tokens": {
                 "image_token_id": parts.image_token_id,
-                "image_token_count": int(metadata_image_tokens(parts)),
+                "image_token_count": image_token_count(parts),
                 "image_grid": list(parts.mrope_grid) if parts.mrope_grid else None,
                 "bos_id": metadata["get_bos_id"],
                 "eos_ids": metadata["get_eos_ids"],
@@ -243,15 +206,64 @@ def export_target(source: Source, target: TargetConfig, out_dir: Path, validate:
                               for r in report["rows"] if "gate" in r},
             }
             atomic.write_json(staging / MANIFEST, manifest)
-        os.chmod(staging, 0o755)
-        atomic.replace_dir(staging, out_dir)
-        # TemporaryDirectory's cleanup finds nothing left to remove.
+        os.chmod(staging, 0o755)  # mkdtemp makes 0700
+        atomic.replace_dir(staging, out_dir)  # the TemporaryDirectory is then gone: nothing left to clean
     return ExportResult(out_dir, manifest, report, time.perf_counter() - start)
 
 
-def metadata_image_tokens(parts) -> int:
+def executorch_artifacts(model, family, size: int, target: TargetConfig, metadata: dict, staging: Path,
+                         artifacts: dict, timings: dict) -> None:
+    """One .pte per scheme, each from a fresh copy of the model (quantization rewrites modules in place)."""
+    for scheme in target.executorch.schemes:
+        t = time.perf_counter()
+        parts = split_model(copy.deepcopy(model), family, size, max_cache_len=target.max_context_len)
+        recipe = quantize_parts(parts, scheme, target.executorch)
+        path = staging / f"model-{scheme}.pte"
+        export_executorch(parts, metadata, path)
+        artifacts[f"executorch-{scheme}"] = {
+            "runtime": "executorch", "backend": "xnnpack", "scheme": scheme, "precision": PRECISION[scheme],
+            "quantization": recipe, "files": {"program": file_entry(staging, path)},
+            "methods": ["vision_encoder", "token_embedding", "text_decoder", *metadata],
+            "stock_runner": parts.mrope_grid is None,  # Qwen2-VL's M-RoPE needs our host loop
+        }
+        timings[f"executorch-{scheme}"] = round(time.perf_counter() - t, 1)
+        log.info("executorch %s: %d bytes in %.0f s", scheme, path.stat().st_size, timings[f"executorch-{scheme}"])
+
+
+ONNX_QUANTIZATION = {
+    "int8": {"method": "onnxruntime quantize_dynamic", "weights": "int8 per-channel", "activations": "int8 dynamic",
+             "ops": ["MatMul", "Gather"]},
+    "int4": {"method": "onnxruntime MatMulNBits", "weights": "int4 symmetric", "ops": ["MatMul", "Gather"]},
+}
+
+
+def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path, artifacts: dict, timings: dict) -> None:
+    """The fp32 graphs, then each quantized variant from them (fp32 files go if fp32 is not a scheme)."""
+    t = time.perf_counter()
+    fp32 = export_onnx(model, family, size, staging)
+    timings["onnx-fp32"] = round(time.perf_counter() - t, 1)
+    for scheme in target.onnx.schemes:
+        t = time.perf_counter()
+        paths = fp32 if scheme == "fp32" else quantize_onnx(staging / "onnx", scheme, target.onnx.block_size)
+        if scheme != "fp32":
+            timings[f"onnx-{scheme}"] = round(time.perf_counter() - t, 1)
+        quantization = ONNX_QUANTIZATION.get(scheme)
+        if scheme == "int4":
+            quantization = {**quantization, "block_size": target.onnx.block_size}
+        artifacts[f"onnx-{scheme}"] = {
+            "runtime": "onnx", "scheme": scheme, "precision": PRECISION[scheme], "quantization": quantization,
+            "transformers_js_dtype": {"fp32": "fp32", "int8": "int8", "int4": "q4"}[scheme],
+            "files": {g: file_entry(staging, paths[g]) for g in ONNX_GRAPHS},
+        }
+    if "fp32" not in target.onnx.schemes:
+        for path in fp32.values():
+            path.unlink()
+    log.info("onnx: %s", {k: v for k, v in timings.items() if k.startswith("onnx")})
+
+
+def image_token_count(parts) -> int:
     with torch.no_grad():
-        return parts.vision_encoder(parts.vision_encoder.example_pixel_values()).shape[1]
+        return int(parts.vision_encoder(parts.vision_encoder.example_pixel_values()).shape[1])
 
 
 def _versions() -> dict:
