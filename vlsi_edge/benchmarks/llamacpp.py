@@ -212,14 +212,14 @@ def gguf_path(dims: dict, quant: str, workdir: Path, seed: int = 0) -> Path:
     key = hashlib.sha256(json.dumps([dims, seed, _GGUF_VERSION], sort_keys=True).encode()).hexdigest()[:12]
     workdir = Path(workdir)
     f32 = workdir / f"llama-{key}-F32.gguf"
+    out = workdir / f"llama-{key}-{quant}.gguf"
+    if out.exists():
+        return out
     if not f32.exists():
         start = time.perf_counter()
         write_gguf(build_llama(dims, seed), dims, f32)
         log.info("wrote %s (%.0f MB) in %.1f s", f32, f32.stat().st_size / 1e6, time.perf_counter() - start)
-    if quant == "F32":
-        return f32
-    out = workdir / f"llama-{key}-{quant}.gguf"
-    if not out.exists():
+    if quant != "F32":
         start = time.perf_counter()
         quantize_gguf(f32, out, quant)
         log.info("quantized %s (%.0f MB) in %.1f s", out, out.stat().st_size / 1e6, time.perf_counter() - start)
@@ -289,7 +289,6 @@ def time_decode(
     model; upstream ggml-org/llama.cpp#20824, unfixed), so there the plain CPU kernels run. Build
     without AMX (see the module docstring) to keep REPACK. Run in a process without torch.
     """
-    import ctypes
 
     import llama_cpp
 

@@ -61,12 +61,15 @@ def greedy(
     runtime: HostRuntime,
     input_ids: np.ndarray,
     pixel_values: np.ndarray,
-    eos_id: int,
+    eos_id: int | None,
     max_new_tokens: int = 40,
     max_context_len: int | None = None,
     image_grid: tuple[int, int] | None = None,
 ) -> Generation:
-    """Greedy answer for one prompt: input_ids [1, S] (with the image tokens), pixel_values as the encoder takes them."""
+    """Greedy answer for one prompt: input_ids [1, S] (with the image tokens), pixel_values as the encoder takes them.
+
+    eos_id None decodes exactly max_new_tokens (benchmarks: random weights must not stop early).
+    """
     input_ids = np.asarray(input_ids, dtype=np.int64).reshape(1, -1)
     positions = Positions(runtime.image_token_id, image_grid)
     start = time.perf_counter()

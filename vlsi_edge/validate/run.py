@@ -17,12 +17,13 @@ from vlsi_edge.validate.report import gate, metrics, write_report
 log = logging.getLogger(__name__)
 
 
-def run_worker(export_dir: Path, artifact: str, inputs: Path, threads: int, max_new_tokens: int) -> tuple[dict | None, str | None]:
+def run_worker(export_dir: Path, artifact: str, inputs: Path, threads: int, max_new_tokens: int,
+               ignore_eos: bool = False) -> tuple[dict | None, str | None]:
     """(the worker's arrays, None), or (None, the error's last lines) when it failed."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.npz"
         cmd = [sys.executable, "-m", "vlsi_edge.validate.worker", str(export_dir), artifact, str(inputs), str(out),
-               "--threads", str(threads), "--max-new-tokens", str(max_new_tokens)]
+               "--threads", str(threads), "--max-new-tokens", str(max_new_tokens), *(["--ignore-eos"] * ignore_eos)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]

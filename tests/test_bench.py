@@ -1,0 +1,74 @@
+"""Smoke tests of `python -m vlsi_edge.bench`: each command runs end to end on a tiny budget and its
+tables hold consistent values. The numbers in docs/BENCHMARKS.md come from the full commands, never
+from here (nothing below asserts a speed)."""
+
+from __future__ import annotations
+
+import json
+
+from vlsi_edge.bench import main
+from vlsi_edge.benchmarks.runtime import decoder_bytes_per_token
+
+
+def test_distill_table_runs_and_reports_gap_closed(tmp_path):
+    args = ["--out", str(tmp_path / "out"), "distill", "--seeds", "0", "--runs-dir", str(tmp_path / "runs"),
+            "--rows", "SFT only", "VLsI (adaptive matching)"]
+    tiny = ["train.verbalize.steps=2", "train.interact.steps=2", "train.sft.steps=2", "data.eval_size=16"]
+    assert main(args + [a for o in tiny for a in ("--set", o)]) == 0
+    result = json.loads((tmp_path / "out" / "distill.json").read_text())
+    rows = result["rows"]
+    assert set(rows) == {"teacher", "student base", "SFT only", "VLsI (adaptive matching)"}
+    teacher, base = rows["teacher"]["test"]["mean"], rows["student base"]["test"]["mean"]
+    for name in ("SFT only", "VLsI (adaptive matching)"):
+        test = rows[name]["test"]
+        assert test["values"] == [test["mean"]] and 0 <= test["mean"] <= 1
+        assert abs(test["gap_closed"] - (test["mean"] - base) / (teacher - base)) < 1e-9
+    assert (tmp_path / "out" / "distill.png").stat().st_size > 0
+    assert "| VLsI (adaptive matching) |" in (tmp_path / "out" / "distill.md").read_text()
+    # A second call reuses the finished runs (no training): same numbers.
+    assert main(args + [a for o in tiny for a in ("--set", o)]) == 0
+    assert json.loads((tmp_path / "out" / "distill.json").read_text())["rows"] == rows
+
+
+def test_runtime_benchmark_runs_every_runtime_on_the_toy_student(tmp_path):
+    args = ["--out", str(tmp_path / "out"), "runtime", "--models", "toy", "--items", "2", "--decode-tokens", "4",
+            "--threads", "1", "--work", str(tmp_path / "work"),
+            "--set", "executorch.schemes=[fp32]", "--set", "onnx.schemes=[fp32, int8]"]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "out" / "runtime.json").read_text())
+    rows = result["models"]["toy"]["rows"]
+    assert set(rows) == {"hf", "executorch-fp32", "onnx-fp32", "onnx-int8"}
+    for name, row in rows.items():
+        assert "error" not in row, row
+        for key in ("encode_ms", "first_token_ms", "decode_tokens_per_s"):
+            assert 0 < row[key]["min"] <= row[key]["median"] <= row[key]["max"], (name, key)
+        assert row["peak_rss_mb"] > 10
+    assert rows["onnx-int8"]["bytes"] < rows["onnx-fp32"]["bytes"]
+    # int8 reads about a quarter of the fp32 decoder's bytes per token.
+    assert 0.2 < rows["onnx-int8"]["decoder_bytes_per_token"] / rows["onnx-fp32"]["decoder_bytes_per_token"] < 0.4
+    assert "| onnx-int8 |" in (tmp_path / "out" / "runtime.md").read_text()
+
+
+def test_decoder_bytes_per_token_counts_the_linear_weights():
+    from vlsi_edge.zoo import zoo_path
+
+    model_dir = zoo_path("student")
+    config = json.loads((model_dir / "config.json").read_text())["text_config"]
+    h, i, n, v = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"], config["vocab_size"]
+    kv = h // config["num_attention_heads"] * config["num_key_value_heads"]
+    weights = n * (2 * h * h + 2 * kv * h + 3 * i * h) + v * h
+    manifest = {"artifacts": {"executorch-8da4w": {"quantization": {"group_size": 32}}}}
+    assert decoder_bytes_per_token(model_dir, manifest, None, "hf") == 4 * weights
+    assert decoder_bytes_per_token(model_dir, manifest, None, "executorch-8da4w") == weights // 2 + 4 * weights // 32
+
+
+def test_train_cost_times_each_objective_in_its_own_process(tmp_path):
+    assert main(["--out", str(tmp_path), "train-cost", "--steps", "2", "--warmup", "1",
+                 "--set", "train.batch_size=4"]) == 0
+    result = json.loads((tmp_path / "train_cost.json").read_text())
+    rows = result["rows"]
+    assert set(rows) == {"interact", "final_kd", "sft"}
+    for row in rows.values():
+        assert 0 < row["min_step_s"] <= row["median_step_s"] <= row["max_step_s"]
+        assert row["batch_size"] == 4 and row["trainable_parameters"] > 0
+    assert "| VLsI interaction (step 2) |" in (tmp_path / "train_cost.md").read_text()

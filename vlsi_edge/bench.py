@@ -1,0 +1,99 @@
+"""`python -m vlsi_edge.bench` — the benchmarks behind docs/BENCHMARKS.md.
+
+    python -m vlsi_edge.bench distill                 # VLsI vs baselines and matching ablations, 3 seeds
+    python -m vlsi_edge.bench distill --seeds 0 --set train.sft.steps=50   # a smaller budget
+    python -m vlsi_edge.bench runtime                 # eager vs ExecuTorch vs onnxruntime (+ llama.cpp)
+    python -m vlsi_edge.bench train-cost              # one interaction / final-KD / SFT step: time, memory
+
+Each writes <name>.json, <name>.md (the table, with this command) and a plot into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from vlsi_edge import atomic
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m vlsi_edge.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("docs/bench"), help="where results go (default: docs/bench)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    distill = sub.add_parser("distill", help="the distillation table on the toy pair")
+    distill.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    distill.add_argument("--rows", nargs="+", help="only these rows (default: all); names as in the table")
+    distill.add_argument("--runs-dir", type=Path, default=Path("runs/bench-distill"),
+                         help="one run directory per (row, seed); finished runs are reused")
+    distill.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="training override applied to every row, e.g. train.sft.steps=100")
+    runtime = sub.add_parser("runtime", help="eager vs ExecuTorch vs onnxruntime (vs llama.cpp), same inputs")
+    runtime.add_argument("--models", nargs="+", default=["toy", "smolvlm-256m", "smolvlm-500m"],
+                         help="toy (the shipped student) and/or real-size random architectures")
+    runtime.add_argument("--threads", type=int, default=os.cpu_count(), help="runtime threads (default: all cores)")
+    runtime.add_argument("--items", type=int, default=5, help="ShapesVQA items per program (after one warm-up)")
+    runtime.add_argument("--decode-tokens", type=int, default=32, help="tokens decoded per item (EOS ignored)")
+    runtime.add_argument("--work", type=Path, default=Path("runs/bench-runtime"),
+                         help="models and exports are built here once and reused")
+    runtime.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="export target override, e.g. executorch.schemes=[fp32] (fresh --work needed)")
+    cost = sub.add_parser("train-cost", help="one interaction / final-KD / SFT step on the toy pair")
+    cost.add_argument("--steps", type=int, default=20)
+    cost.add_argument("--warmup", type=int, default=3)
+    cost.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    cost.add_argument("--objective", help=argparse.SUPPRESS)  # internal: one objective, JSON to stdout
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    command = shlex.join(["python", "-m", "vlsi_edge.bench", *argv])
+    if args.command == "distill":
+        from vlsi_edge.benchmarks.distill import markdown, run
+
+        result = run(args.out, args.runs_dir, args.seeds, args.overrides, command, args.rows)
+        print(markdown(result, command))
+    elif args.command == "runtime":
+        from vlsi_edge.benchmarks import runtime
+
+        result = runtime.run(args.out, args.work, args.models, args.threads, args.items, args.decode_tokens, command,
+                             args.overrides)
+        print(runtime.markdown(result))
+    elif args.command == "train-cost":
+        return train_cost(args, argv, command)
+    return 0
+
+
+def train_cost(args, argv: list[str], command: str) -> int:
+    """Each objective in its own process (its own peak memory); this process collects the table."""
+    from vlsi_edge.benchmarks import training_cost
+
+    if args.objective:
+        print(json.dumps(training_cost.step_cost(args.objective, args.steps, args.warmup, args.overrides)))
+        return 0
+    rows = {}
+    for objective in training_cost.OBJECTIVES:
+        proc = subprocess.run([sys.executable, "-m", "vlsi_edge.bench", *argv, "--objective", objective],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            return 1
+        rows[objective] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = {"command": command, "warmup": args.warmup, "rows": rows}
+    atomic.write_json(args.out / "train_cost.json", result)
+    atomic.write_text(args.out / "train_cost.md", training_cost.markdown(result))
+    print(training_cost.markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

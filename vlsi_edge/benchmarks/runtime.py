@@ -1,0 +1,248 @@
+"""The runtime benchmark: transformers eager vs ExecuTorch vs onnxruntime (vs llama.cpp), same inputs, one run.
+
+For each model (the toy student; real-size SmolVLM-256M / 500M architectures with random weights) it
+exports every scheme once (cached under the work directory), then runs each program in its own worker
+process (`vlsi_edge.validate.worker`) over the same ShapesVQA images and questions, decoding a fixed
+number of tokens. Per row: image-encode ms, time to first token, decode tokens/s (median and range over
+the items), peak RSS, file size, and decode speed as a fraction of the memory-bandwidth roofline
+(decoder weight bytes read per token / measured copy bandwidth).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vlsi_edge import atomic  # noqa: E402
+from vlsi_edge.benchmarks import llamacpp  # noqa: E402
+from vlsi_edge.benchmarks.architectures import ARCHITECTURES, OFFICIAL_SMOLVLM_256M_ONNX_MB  # noqa: E402
+from vlsi_edge.benchmarks.bandwidth import memory_bandwidth  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+MODELS = ("toy", *ARCHITECTURES)
+ROWS = ("hf", "executorch-fp32", "executorch-8da8w", "executorch-8da4w", "onnx-fp32", "onnx-int8", "onnx-int4")
+BENCH_TARGET = ["executorch.schemes=[fp32, 8da8w, 8da4w]", "onnx.schemes=[fp32, int8, int4]",
+                "executorch.image_encoder=int8", "executorch.embedding=int8", "max_context_len=256"]
+
+
+def prepare(model: str, work: Path, threads: int, overrides: list[str]) -> tuple[Path, Path, dict]:
+    """(model dir, export dir, export seconds) for `model`, building and exporting only what is missing."""
+    from vlsi_edge.deploy.manifest import MANIFEST
+    from vlsi_edge.deploy.pipeline import Source, export_target
+    from vlsi_edge.deploy.targets import load_target
+    from vlsi_edge.zoo import load_model, zoo_path
+
+    if model == "toy":
+        model_dir = zoo_path("student")
+    else:
+        from vlsi_edge.benchmarks.architectures import build
+
+        model_dir = work / "models" / model
+        if not (model_dir / "config.json").is_file():
+            zoo = load_model("student")
+            build(model, zoo.family.tokenizer(zoo.processor), model_dir)
+    export_dir = work / "exports" / model
+    if not (export_dir / MANIFEST).is_file():
+        target = load_target("x86_64", [*BENCH_TARGET, f"threads={threads}", *overrides])
+        export_target(Source(model_dir, model), target, export_dir, validate=False)
+    manifest = json.loads((export_dir / MANIFEST).read_text())
+    return model_dir, export_dir, manifest
+
+
+def decoder_bytes_per_token(model_dir: Path, manifest: dict, export_dir: Path, row: str) -> int:
+    """Weight bytes a decode step reads: every decoder linear (+ lm_head), once per token.
+
+    ONNX: the decoder graph file itself. ExecuTorch and eager: counted from the model's linear weights
+    at the scheme's precision (int4 groups and int8 channels carry one fp32 scale each).
+    """
+    if row.startswith("onnx-"):
+        entry = manifest["artifacts"][row]["files"]["decoder_model_merged"]
+        return entry["bytes"]
+    config = json.loads((model_dir / "config.json").read_text())["text_config"]
+    h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    kv = h // config["num_attention_heads"] * config["num_key_value_heads"]
+    shapes = [(h, h), (kv, h), (kv, h), (h, h), (i, h), (i, h), (h, i)] * layers + [(config["vocab_size"], h)]
+    weights = sum(o * n for o, n in shapes)
+    rows = sum(o for o, _ in shapes)
+    if row in ("hf", "executorch-fp32"):
+        return 4 * weights
+    if row == "executorch-8da8w":
+        return weights + 4 * rows
+    group = manifest["artifacts"][row]["quantization"]["group_size"]
+    return weights // 2 + 4 * weights // group
+
+
+def write_inputs(model_dir: Path, items: int, path: Path) -> None:
+    from vlsi_edge.data import ShapesConfig
+    from vlsi_edge.families.sources import family_of
+    from vlsi_edge.validate.inputs import validation_items, write_inputs as write
+
+    family = family_of(model_dir)
+    write(family, family.load_processor(model_dir), validation_items(ShapesConfig(), items), path)
+
+
+def summarize(run: dict) -> dict:
+    per_item = run["decode_steps"] / run["decode_s"]
+
+    def stat(values, scale=1.0):
+        values = np.asarray(values) * scale
+        return {"median": float(np.median(values)), "min": float(values.min()), "max": float(values.max())}
+
+    return {"encode_ms": stat(run["encode_s"], 1000), "first_token_ms": stat(run["first_token_s"], 1000),
+            "decode_tokens_per_s": stat(per_item), "peak_rss_mb": round(float(run["peak_rss_mb"]), 1)}
+
+
+def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens: int, bandwidth: float | None,
+                overrides: list[str]) -> dict:
+    from vlsi_edge.validate.run import run_worker
+
+    start = time.perf_counter()
+    model_dir, export_dir, manifest = prepare(model, work, threads, overrides)
+    prepared_s = time.perf_counter() - start
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = Path(tmp) / "inputs.npz"
+        write_inputs(model_dir, items, inputs)
+        for row in [r for r in ROWS if r == "hf" or r in manifest["artifacts"]]:
+            artifact = f"hf:{model_dir}" if row == "hf" else row
+            run, error = run_worker(export_dir, artifact, inputs, threads, decode_tokens, ignore_eos=True)
+            if error:
+                rows[row] = {"error": error}
+                log.warning("%s %s failed: %s", model, row, error)
+                continue
+            result = summarize(run)
+            if row != "hf":
+                result["bytes"] = sum(f["bytes"] for f in manifest["artifacts"][row]["files"].values())
+            per_token = decoder_bytes_per_token(model_dir, manifest, export_dir, row)
+            result["decoder_bytes_per_token"] = per_token
+            if bandwidth:
+                roofline = bandwidth * 1e9 / per_token
+                result["roofline_tokens_per_s"] = roofline
+                result["roofline_fraction"] = result["decode_tokens_per_s"]["median"] / roofline
+            rows[row] = result
+            log.info("%s %s: %s", model, row, result)
+    return {"model": model, "export_seconds": manifest.get("export_seconds"),
+            "prepare_s": round(prepared_s, 1), "rows": rows,
+            "onnx_files_mb": {f.name: round(f.stat().st_size / 1e6, 1) for f in sorted((export_dir / "onnx").glob("*.onnx"))}}
+
+
+def peer_rows(model: str, work: Path, threads: int, decode_tokens: int, bandwidth: float | None) -> dict:
+    """llama.cpp on the same text decoder dimensions (Q8_0, Q4_0), or why it could not run."""
+    ok, reason = llamacpp.available()
+    if not ok:
+        return {"error": reason}
+    rows = {}
+    for quant in ("Q8_0", "Q4_0"):
+        result = llamacpp.llamacpp_decode(llamacpp.TEXT_DECODERS[model], quant, threads, tokens=decode_tokens,
+                                          workdir=work / "gguf")
+        if bandwidth and result.get("file_bytes"):
+            result["roofline_fraction"] = result["tokens_per_s"] / (bandwidth * 1e9 / result["weight_bytes"])
+        rows[f"llama.cpp-{quant}"] = result
+    return rows
+
+
+def run(out: Path, work: Path, models: list[str], threads: int, items: int, decode_tokens: int, command: str,
+        overrides: list[str] = ()) -> dict:
+    """Benchmark `models`; write runtime.json / .md / .png into out. `overrides` adjust the export target."""
+    start = time.perf_counter()
+    # The roofline uses the copy bandwidth at the runtimes' own thread count.
+    # 2 GB arrays: far beyond the last-level cache (480 MiB of L3 on this machine's CPU).
+    measured = memory_bandwidth(size_mb=2048, threads=tuple(sorted({1, threads})))
+    bandwidth = measured["by_threads"][str(threads)]["median_gb_s"]
+    result = {"command": command, "threads": threads, "items": items, "decode_tokens": decode_tokens,
+              "cpu_count": os.cpu_count(), "bandwidth": measured, "models": {}}
+    for model in models:
+        result["models"][model] = bench_model(model, work, threads, items, decode_tokens, bandwidth, list(overrides))
+        if model in ARCHITECTURES:
+            result["models"][model]["peer"] = peer_rows(model, work, threads, decode_tokens, bandwidth)
+    result["wall_s"] = round(time.perf_counter() - start, 1)
+    atomic.write_json(out / "runtime.json", result)
+    atomic.write_text(out / "runtime.md", markdown(result))
+    atomic.write_bytes(out / "runtime.png", plot(result))
+    return result
+
+
+LABELS = {"hf": "transformers eager fp32"}
+
+
+def _range(stat: dict, fmt: str) -> str:
+    return f"{stat['median']:{fmt}} ({stat['min']:{fmt}}–{stat['max']:{fmt}})"
+
+
+def markdown(result: dict) -> str:
+    lines = []
+    for model, m in result["models"].items():
+        lines += [f"### {model}", "",
+                  "| runtime / scheme | encode ms | TTFT ms | decode tok/s | peak RSS MB | size MB | roofline |",
+                  "|---|---|---|---|---|---|---|"]
+        for row, r in m["rows"].items():
+            if "error" in r:
+                lines.append(f"| {LABELS.get(row, row)} | failed: {r['error'][:120]} | | | | | |")
+                continue
+            size = f"{r['bytes'] / 1e6:.1f}" if "bytes" in r else ""
+            roof = f"{r['roofline_fraction']:.0%}" if "roofline_fraction" in r else ""
+            lines.append(f"| {LABELS.get(row, row)} | {_range(r['encode_ms'], '.1f')} | {_range(r['first_token_ms'], '.1f')} | "
+                         f"{_range(r['decode_tokens_per_s'], '.1f')} | {r['peak_rss_mb']:.0f} | {size} | {roof} |")
+        for row, r in m.get("peer", {}).items():
+            if row == "error" or "error" in r:
+                lines.append(f"| llama.cpp | not run: {r if row == 'error' else r['error']} | | | | | |")
+                continue
+            roof = f"{r['roofline_fraction']:.0%}" if "roofline_fraction" in r else ""
+            lines.append(f"| {row} (text decoder only) | | | {r['tokens_per_s']:.1f} | {r.get('peak_rss_mb', '')} | "
+                         f"{r['file_bytes'] / 1e6:.1f} | {roof} |")
+        lines.append("")
+    if "smolvlm-256m" in result["models"]:
+        lines += ["Our SmolVLM-256M-size ONNX files beside the official SmolVLM-256M ONNX exports:", "",
+                  size_comparison(result)]
+    bw = result["bandwidth"]
+    lines += [f"Decode: {result['decode_tokens']} tokens after the prompt, {result['items']} items (median and range), "
+              f"{result['threads']} threads. Roofline: decode tokens/s as a fraction of (copy bandwidth "
+              f"{bw['by_threads'][str(result['threads'])]['median_gb_s']:.1f} GB/s at {result['threads']} threads) / "
+              "(decoder weight bytes per token). "
+              f"Wall time {result['wall_s']:.0f} s. Measured by `{result['command']}`.", ""]
+    return "\n".join(lines)
+
+
+def plot(result: dict) -> bytes:
+    models = list(result["models"])
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        m = result["models"][model]
+        names, values = [], []
+        for row, r in {**m["rows"], **{k: v for k, v in m.get("peer", {}).items() if isinstance(v, dict)}}.items():
+            if "error" in r:
+                continue
+            names.append(LABELS.get(row, row))
+            values.append(r["decode_tokens_per_s"]["median"] if "decode_tokens_per_s" in r else r["tokens_per_s"])
+        ax.barh(names, values, color="#2a9d8f")
+        ax.invert_yaxis()
+        ax.set_title(f"{model}: decode tokens/s ({result['threads']} threads)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def size_comparison(result: dict) -> str:
+    """Our SmolVLM-256M-size ONNX files beside the official SmolVLM-256M exports (MB)."""
+    ours = result["models"].get("smolvlm-256m", {}).get("onnx_files_mb", {})
+    official = OFFICIAL_SMOLVLM_256M_ONNX_MB
+    lines = ["| file | scheme | ours (MB) | official SmolVLM-256M (MB) |", "|---|---|---|---|"]
+    for graph, schemes in official.items():
+        for scheme, mb in schemes.items():
+            name = f"{graph}{'' if scheme == 'fp32' else '_' + scheme}.onnx"
+            lines.append(f"| {graph} | {scheme} | {ours.get(name, '—')} | {mb} |")
+    return "\n".join(lines) + "\n"
