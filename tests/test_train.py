@@ -276,3 +276,15 @@ def test_topk_kl_approaches_full_kl_for_a_peaked_teacher():
     torch.testing.assert_close(top, full, rtol=0.05, atol=0.05)
     exact = topk_kl(TopK.of(teacher, 300, 300), student, temperature=1.0, vocab=300)
     torch.testing.assert_close(exact, full, rtol=1e-4, atol=1e-4)
+
+
+def test_the_run_seed_picks_its_own_training_examples():
+    """Seeds are real replicates: another seed sees other examples (and the same seed the same ones)."""
+    from vlsi_edge.distill.data import TrainData
+    from vlsi_edge.recipes import DataConfig
+
+    uids = {seed: [s.uid for s in TrainData(DataConfig(), 8, order_seed=seed).batch("student", 3)] for seed in (0, 1)}
+    assert uids[0] == [s.uid for s in TrainData(DataConfig(), 8, order_seed=0).batch("student", 3)]
+    assert not set(uids[0]) & set(uids[1])
+    with pytest.raises(ValueError, match="seed 64: use 0..63"):
+        TrainData(DataConfig(), 8, order_seed=64)

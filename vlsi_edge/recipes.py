@@ -122,7 +122,7 @@ class RunConfig:
     distill: DistillConfig = option(DistillConfig(), "VLsI: verbalizers, matching, losses")
     train: TrainConfig = option(TrainConfig(), "optimisation per step")
     batch_size: int = option(32, "evaluation batch size")
-    seed: int = option(0, "global random seed")
+    seed: int = option(0, "global random seed: initialisation, matching samples and which training examples a run sees")
 
     def __post_init__(self):
         if self.batch_size < 1:

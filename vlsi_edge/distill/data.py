@@ -26,9 +26,16 @@ def shapes_config(data: DataConfig) -> ShapesConfig:
 class TrainData:
     """Examples of the training set, served by (stream, step, micro-batch, rank)."""
 
-    def __init__(self, data: DataConfig, batch_size: int, grad_accum: int = 1, rank: int = 0, world: int = 1):
+    # ShapesVQA train items per (stream, run seed): the run's seed picks its own slice of the stream, so
+    # runs with different seeds see different examples in a different order, and the splits stay fixed.
+    SLICE = 2**24
+
+    def __init__(self, data: DataConfig, batch_size: int, grad_accum: int = 1, rank: int = 0, world: int = 1,
+                 order_seed: int = 0):
         self.batch_size, self.grad_accum, self.rank, self.world = batch_size, grad_accum, rank, world
-        self.seed = data.seed
+        self.seed, self.order_seed = data.seed, order_seed
+        if not 0 <= order_seed < 2**30 // self.SLICE:
+            raise ValueError(f"seed {order_seed}: use 0..{2**30 // self.SLICE - 1}")
         if data.dataset == "shapes":
             # Train items are generated on demand; each stream gets its own disjoint index range.
             self.dataset: Sequence[VQASample] = ShapesVQA("train", size=2**31 - 1, config=shapes_config(data))
@@ -51,14 +58,16 @@ class TrainData:
 
     def _item(self, stream: str, position: int) -> VQASample:
         if self.infinite:
-            return self.dataset[STREAMS[stream] * 2**30 + position]
+            if position >= self.SLICE:
+                raise ValueError(f"training example {position} is beyond the {self.SLICE} a run may draw per stream")
+            return self.dataset[STREAMS[stream] * 2**30 + self.order_seed * self.SLICE + position]
         # A finite dataset: a fresh seeded permutation per epoch and stream.
         epoch, offset = divmod(position, len(self.dataset))
         return self.dataset[self._order(stream, epoch)[offset]]
 
     @functools.lru_cache(maxsize=4)
     def _order(self, stream: str, epoch: int) -> list[int]:
-        """A fresh seeded permutation per (stream, epoch)."""
+        """A fresh seeded permutation per (run seed, stream, epoch)."""
         order = list(range(len(self.dataset)))
-        random.Random(f"{self.seed}/{stream}/{epoch}").shuffle(order)
+        random.Random(f"{self.seed}/{self.order_seed}/{stream}/{epoch}").shuffle(order)
         return order

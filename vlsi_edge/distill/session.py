@@ -168,7 +168,7 @@ def build_session(config: RunConfig, par: Parallel, cache_root: Path | None = No
     dtype = next(student.parameters()).dtype
     t_verb = Verbalizers(family.hidden_size(teacher), t_layers, residual).to(dtype) if teacher is not None else None
     s_verb = Verbalizers(family.hidden_size(student), s_layers, residual).to(dtype)
-    data = TrainData(config.data, config.train.batch_size, config.train.grad_accum, par.rank, par.world)
+    data = TrainData(config.data, config.train.batch_size, config.train.grad_accum, par.rank, par.world, config.seed)
     generator = torch.Generator().manual_seed(config.seed)  # same seed on every rank: same matches
     log.info("teacher %s: targets %s; student %s: targets %s", t_src, t_layers, s_src, s_layers)
     return Session(
