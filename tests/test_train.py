@@ -288,3 +288,10 @@ def test_the_run_seed_picks_its_own_training_examples():
     assert not set(uids[0]) & set(uids[1])
     with pytest.raises(ValueError, match="seed 64: use 0..63"):
         TrainData(DataConfig(), 8, order_seed=64)
+
+
+def test_teacher_verbalizer_cache_is_per_seed(tmp_path):
+    """Another seed initialises and trains the teacher's verbalizers differently: it must not reuse them."""
+    dirs = {seed: build_session(tiny_config(f"seed={seed}"), Parallel(), cache_root=tmp_path).teacher_cache_dir()
+            for seed in (0, 1)}
+    assert dirs[0] != dirs[1] and dirs[0].parent == dirs[1].parent == tmp_path / "teacher-verbalizers"

@@ -71,7 +71,8 @@ class Session:
 
     # ---- teacher verbalizer cache ---------------------------------------------------------------
     def teacher_cache_dir(self) -> Path | None:
-        """Keyed by the teacher checkpoint, its target layers, the data and the verbalization recipe."""
+        """Keyed by the teacher checkpoint, its target layers, the data, the verbalization recipe and the
+        run seed (it initialises the verbalizers and picks the training examples)."""
         if self.cache_root is None:
             return None
         c = self.config
@@ -83,6 +84,7 @@ class Session:
             "data": json.loads(json.dumps(c.data.__dict__)),
             "schedule": c.train.verbalize.__dict__,
             "batch": [c.train.batch_size, c.train.grad_accum, self.par.world],
+            "seed": c.seed,
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         return self.cache_root / "teacher-verbalizers" / digest
