@@ -38,6 +38,18 @@ def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def write_figure(path: str | Path, fig) -> None:
+    """A matplotlib figure as PNG (rendered in memory, then written atomically); closes the figure."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes(path, buffer.getvalue())
+
+
 def replace_dir(staging: str | Path, target: str | Path) -> None:
     """Move a fully written `staging` directory to `target`, replacing what was there.
 

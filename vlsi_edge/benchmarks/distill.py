@@ -10,7 +10,6 @@ so an interrupted table resumes where it stopped.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import subprocess
@@ -106,7 +105,7 @@ def markdown(result: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(result: dict) -> bytes:
+def plot(result: dict):
     rows = [r for r in result["rows"] if r != "teacher"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     for ax, s in zip(axes, SPLITS):
@@ -121,10 +120,7 @@ def plot(result: dict) -> bytes:
         ax.invert_yaxis()
     axes[0].legend(loc="lower right")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    return fig
 
 
 def run(out: Path, runs_dir: Path, seeds: list[int], extra: list[str], command: str,
@@ -133,5 +129,5 @@ def run(out: Path, runs_dir: Path, seeds: list[int], extra: list[str], command: 
     result["command"] = command
     atomic.write_json(out / "distill.json", result)
     atomic.write_text(out / "distill.md", markdown(result, command))
-    atomic.write_bytes(out / "distill.png", plot(result))
+    atomic.write_figure(out / "distill.png", plot(result))
     return result

@@ -10,7 +10,6 @@ the items), peak RSS, file size, and decode speed as a fraction of the memory-ba
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -170,7 +169,7 @@ def run(out: Path, work: Path, models: list[str], threads: int, items: int, deco
     result["wall_s"] = round(time.perf_counter() - start, 1)
     atomic.write_json(out / "runtime.json", result)
     atomic.write_text(out / "runtime.md", markdown(result))
-    atomic.write_bytes(out / "runtime.png", plot(result))
+    atomic.write_figure(out / "runtime.png", plot(result))
     return result
 
 
@@ -215,7 +214,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(result: dict) -> bytes:
+def plot(result: dict):
     models = list(result["models"])
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False)
     for ax, model in zip(axes[0], models):
@@ -230,10 +229,7 @@ def plot(result: dict) -> bytes:
         ax.invert_yaxis()
         ax.set_title(f"{model}: decode tokens/s ({result['threads']} threads)")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    return fig
 
 
 def size_comparison(result: dict) -> str:

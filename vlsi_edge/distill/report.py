@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 
@@ -90,7 +89,7 @@ def plot_losses(metrics: list[dict], path: Path) -> None:
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    atomic.write_figure(path, fig)
 
 
 def plot_heatmap(heatmap: dict, student_layers: list[int], teacher_layers: list[int], path: Path) -> None:
@@ -105,11 +104,4 @@ def plot_heatmap(heatmap: dict, student_layers: list[int], teacher_layers: list[
         ax.set_ylabel("student layer")
         ax.set_title(f"{half} half of step 2")
     fig.tight_layout()
-    _save(fig, path)
-
-
-def _save(fig, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic.write_bytes(path, buffer.getvalue())
+    atomic.write_figure(path, fig)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -106,7 +105,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(report: dict) -> bytes:
+def plot(report: dict):
     rows = [r for r in report["rows"] if not r.get("error")]
     names = [r["artifact"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -123,13 +122,10 @@ def plot(report: dict) -> bytes:
             ax.set_yticklabels([])
     fig.suptitle(f"{report['target']}: exported programs vs the float student (grey; green pass, red fail)")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    return fig
 
 
 def write_report(report: dict, out_dir: Path) -> None:
     atomic.write_json(out_dir / "report.json", report)
     atomic.write_text(out_dir / "report.md", markdown(report))
-    atomic.write_bytes(out_dir / "report.png", plot(report))
+    atomic.write_figure(out_dir / "report.png", plot(report))
