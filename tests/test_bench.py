@@ -58,8 +58,8 @@ def test_decoder_bytes_per_token_counts_the_linear_weights():
     kv = h // config["num_attention_heads"] * config["num_key_value_heads"]
     weights = n * (2 * h * h + 2 * kv * h + 3 * i * h) + v * h
     manifest = {"artifacts": {"executorch-8da4w": {"quantization": {"group_size": 32}}}}
-    assert decoder_bytes_per_token(model_dir, manifest, None, "hf") == 4 * weights
-    assert decoder_bytes_per_token(model_dir, manifest, None, "executorch-8da4w") == weights // 2 + 4 * weights // 32
+    assert decoder_bytes_per_token(model_dir, manifest, "hf") == 4 * weights
+    assert decoder_bytes_per_token(model_dir, manifest, "executorch-8da4w") == weights // 2 + 4 * weights // 32
 
 
 def test_train_cost_times_each_objective_in_its_own_process(tmp_path):

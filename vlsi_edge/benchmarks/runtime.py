@@ -36,31 +36,50 @@ BENCH_TARGET = ["executorch.schemes=[fp32, 8da8w, 8da4w]", "onnx.schemes=[fp32, 
                 "executorch.image_encoder=int8", "executorch.embedding=int8", "max_context_len=256"]
 
 
-def prepare(model: str, work: Path, threads: int, overrides: list[str]) -> tuple[Path, Path, dict]:
-    """(model dir, export dir, export seconds) for `model`, building and exporting only what is missing."""
-    from vlsi_edge.deploy.manifest import MANIFEST
-    from vlsi_edge.deploy.pipeline import Source, export_target
-    from vlsi_edge.deploy.targets import load_target
+
+
+def model_dir_for(model: str, work: Path) -> Path:
+    """The model directory for `model`: the shipped toy student, or a real-size architecture built once."""
     from vlsi_edge.zoo import load_model, zoo_path
 
     if model == "toy":
-        model_dir = zoo_path("student")
-    else:
-        from vlsi_edge.benchmarks.architectures import build
+        return zoo_path("student")
+    from vlsi_edge.benchmarks.architectures import build
 
-        model_dir = work / "models" / model
-        if not (model_dir / "config.json").is_file():
-            zoo = load_model("student")
-            build(model, zoo.family.tokenizer(zoo.processor), model_dir)
-    export_dir = work / "exports" / model
-    if not (export_dir / MANIFEST).is_file():
-        target = load_target("x86_64", [*BENCH_TARGET, f"threads={threads}", *overrides])
-        export_target(Source(model_dir, model), target, export_dir, validate=False)
-    manifest = json.loads((export_dir / MANIFEST).read_text())
-    return model_dir, export_dir, manifest
+    model_dir = work / "models" / model
+    if not (model_dir / "config.json").is_file():
+        zoo = load_model("student")
+        build(model, zoo.family.tokenizer(zoo.processor), model_dir)
+    return model_dir
 
 
-def decoder_bytes_per_token(model_dir: Path, manifest: dict, export_dir: Path, row: str) -> int:
+def prepare(model: str, work: Path, threads: int, overrides: list[str]) -> tuple[Path, dict[str, Path]]:
+    """(model dir, {export name: export dir}) for `model`, exporting only what is not cached yet."""
+    from vlsi_edge.deploy.manifest import MANIFEST
+    from vlsi_edge.deploy.pipeline import Source, export_target
+    from vlsi_edge.deploy.targets import load_target
+
+    model_dir = model_dir_for(model, work)
+    base = [*BENCH_TARGET, f"threads={threads}", *overrides]
+    target = load_target("x86_64", base)
+    # One export per ExecuTorch scheme and one for ONNX, each cached on its own: an interrupted first
+    # run keeps the programs it finished.
+    restrict = {f"executorch-{s}": ["formats=[executorch]", f"executorch.schemes=[{s}]"]
+                for s in target.executorch.schemes if "executorch" in target.formats}
+    if "onnx" in target.formats and target.onnx.schemes:
+        restrict["onnx"] = ["formats=[onnx]"]
+    exports = {}
+    for name, extra in restrict.items():
+        export_dir = work / "exports" / model / name
+        if not (export_dir / MANIFEST).is_file():
+            log.info("exporting %s %s (cached in %s)", model, name, export_dir)
+            export_target(Source(model_dir, model), load_target("x86_64", [*base, *extra]), export_dir,
+                          validate=False)
+        exports[name] = export_dir
+    return model_dir, exports
+
+
+def decoder_bytes_per_token(model_dir: Path, manifest: dict, row: str) -> int:
     """Weight bytes a decode step reads: every decoder linear (+ lm_head), once per token.
 
     ONNX: the decoder graph file itself. ExecuTorch and eager: counted from the model's linear weights
@@ -107,16 +126,24 @@ def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens:
                 overrides: list[str]) -> dict:
     from vlsi_edge.validate.run import run_worker
 
+    from vlsi_edge.deploy.manifest import MANIFEST
+
     start = time.perf_counter()
-    model_dir, export_dir, manifest = prepare(model, work, threads, overrides)
+    model_dir, exports = prepare(model, work, threads, overrides)
     prepared_s = time.perf_counter() - start
-    rows = {}
+    manifests = {name: json.loads((d / MANIFEST).read_text()) for name, d in exports.items()}
+    rows, export_seconds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         inputs = Path(tmp) / "inputs.npz"
         write_inputs(model_dir, items, inputs)
-        for row in [r for r in ROWS if r == "hf" or r in manifest["artifacts"]]:
+        owner = {row: name for name, m in manifests.items() for row in m["artifacts"]}
+        for row in [r for r in ROWS if r == "hf" or r in owner]:
+            export_dir, manifest = exports.get(owner.get(row)), manifests.get(owner.get(row))
+            if row != "hf":
+                export_seconds[row] = manifest["export_seconds"][row]
             artifact = f"hf:{model_dir}" if row == "hf" else row
-            run, error = run_worker(export_dir, artifact, inputs, threads, decode_tokens, ignore_eos=True)
+            run, error = run_worker(export_dir or next(iter(exports.values())), artifact, inputs, threads, decode_tokens,
+                                    ignore_eos=True)
             if error:
                 rows[row] = {"error": error}
                 log.warning("%s %s failed: %s", model, row, error)
@@ -124,7 +151,7 @@ def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens:
             result = summarize(run)
             if row != "hf":
                 result["bytes"] = sum(f["bytes"] for f in manifest["artifacts"][row]["files"].values())
-            per_token = decoder_bytes_per_token(model_dir, manifest, export_dir, row)
+            per_token = decoder_bytes_per_token(model_dir, manifest, row)
             result["decoder_bytes_per_token"] = per_token
             if bandwidth:
                 roofline = bandwidth * 1e9 / per_token
@@ -132,9 +159,9 @@ def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens:
                 result["roofline_fraction"] = result["decode_tokens_per_s"]["median"] / roofline
             rows[row] = result
             log.info("%s %s: %s", model, row, result)
-    return {"model": model, "export_seconds": manifest.get("export_seconds"),
-            "prepare_s": round(prepared_s, 1), "rows": rows,
-            "onnx_files_mb": {f.name: round(f.stat().st_size / 1e6, 1) for f in sorted((export_dir / "onnx").glob("*.onnx"))}}
+    onnx_dir = exports["onnx"] / "onnx" if "onnx" in exports else None
+    return {"model": model, "export_seconds": export_seconds, "prepare_s": round(prepared_s, 1), "rows": rows,
+            "onnx_files_mb": {f.name: round(f.stat().st_size / 1e6, 1) for f in sorted(onnx_dir.glob("*.onnx"))} if onnx_dir else {}}
 
 
 def peer_rows(model: str, work: Path, threads: int, decode_tokens: int, bandwidth: float | None) -> dict:
