@@ -43,6 +43,22 @@ def tiny(request):
     return family, tokenizer, family.build_processor(tokenizer, TINY), model
 
 
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """The shipped student exported for android-arm64 (fp32 + 8da4w, ONNX, 60 validation items): (result, zoo)."""
+    from vlsi_edge.deploy.pipeline import Source, export_target
+    from vlsi_edge.deploy.targets import load_target
+    from vlsi_edge.zoo import load_model
+
+    out = tmp_path_factory.mktemp("exports") / "student-android-arm64"
+    # int4 embedding here: the shipped profiles use int8 (run by `make demo`), so this covers the other kernel.
+    target = load_target("android-arm64", ["executorch.schemes=[fp32, 8da4w]", "executorch.embedding=int4",
+                                           "executorch.embedding_group_size=32", "validation.size=60"])
+    zoo = load_model("student")
+    result = export_target(Source(zoo.path, "student", ShapesConfig(**zoo.card["data"])), target, out)
+    return result, zoo
+
+
 JS_DIR = Path(__file__).parent / "js"
 NODE = shutil.which("node")
 

@@ -1,6 +1,6 @@
 """`python -m vlsi_edge.export` end to end on the shipped student: programs per scheme, manifest, report, gate.
 
-One export (android-arm64 with fewer validation items) is shared by the module; each test then
+One export (android-arm64 with fewer validation items, the `exported` fixture in conftest.py) is shared; each test then
 checks a contract on it: every exported part against the eager model on real ShapesVQA images
 within its scheme's tolerance, KV-cache decoding against full-sequence eager logits, the stock
 ExecuTorch runner on a quantized program, checksums, corrupt files, and the report and gate.
@@ -35,17 +35,6 @@ from conftest import run_transformers_js
 # int4 ~0.09 at most on the toy student).
 TOLERANCE = {"fp32": 1e-4, "int8": 0.05, "int4": 0.15}
 ARTIFACTS = ["executorch-fp32", "executorch-8da4w", "onnx-fp32", "onnx-int8", "onnx-int4"]
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("exports") / "student-android-arm64"
-    # int4 embedding here: the shipped profiles use int8 (run by `make demo`), so this covers the other kernel.
-    target = load_target("android-arm64", ["executorch.schemes=[fp32, 8da4w]", "executorch.embedding=int4",
-                                           "executorch.embedding_group_size=32", "validation.size=60"])
-    zoo = load_model("student")
-    result = export_target(Source(zoo.path, "student", ShapesConfig(**zoo.card["data"])), target, out)
-    return result, zoo
 
 
 def _runtime(export_dir, name):

@@ -13,7 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the prompt segments as text too (num_bos, *_text), for the Android app
 MANIFEST = "manifest.json"
 
 

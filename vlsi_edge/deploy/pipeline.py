@@ -21,6 +21,7 @@ from PIL import Image
 
 from vlsi_edge import atomic
 from vlsi_edge.data import ShapesConfig, ShapesVQA, VQASample
+from vlsi_edge.deploy.app_golden import GOLDEN_INDEX, write_app_golden
 from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
 from vlsi_edge.deploy.hf_files import write_hf_files
 from vlsi_edge.deploy.manifest import FORMAT_VERSION, MANIFEST, file_entry
@@ -111,16 +112,49 @@ def prompt_spec(family: Family, processor, image: Image.Image) -> dict:
         })
     if specs[0] != specs[1]:
         raise ValueError(f"{family.name}: the prompt around the question depends on the question")
-    return {"template": family.prompt("{question}"), "image_placeholder": family.image_token, **specs[0]}
+    return {"template": family.prompt("{question}"), "image_placeholder": family.image_token, **specs[0],
+            **prompt_text(tokenizer, specs[0])}
 
 
-def image_spec(processor, size: int) -> dict:
+def prompt_text(tokenizer, spec: dict) -> dict:
+    """The segments as text, for runners that tokenize text themselves (ExecuTorch's LlmModule).
+
+    A leading BOS becomes `num_bos` (the runner prepends it); every segment must tokenize back to
+    exactly its ids, or the app would feed the model a different prompt than validation did.
+    """
+    before = spec["before_image"]
+    num_bos = int(bool(before) and before[0] == tokenizer.bos_token_id)
+    segments = {"before_image": before[num_bos:], "after_image": spec["after_image"],
+                "after_question": spec["after_question"]}
+    texts = {}
+    for name, ids in segments.items():
+        text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        again = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if again != ids:
+            raise ValueError(f"prompt segment {name!r}: {text!r} tokenizes to {again}, not {ids}; "
+                             "a text-tokenizing runner would see a different prompt")
+        texts[f"{name}_text"] = text
+    return {"num_bos": num_bos, **texts}
+
+
+# How each family's processor resizes, in the words the app's JVM module (android_demo/core) implements:
+#   longest_edge_then_square  (Idefics3 / SmolVLM) resize so the longest edge is `size` (aspect kept, the
+#                             short edge rounded up to even), then resize to size x size
+#   shortest_edge_then_center_crop  (LLaVA / CLIP)
+#   patches                   (Qwen2-VL: the program takes flattened patches; not an app input)
+RESIZE = {"idefics3": "longest_edge_then_square", "llava": "shortest_edge_then_center_crop", "qwen2_vl": "patches"}
+RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
+
+
+def image_spec(family: Family, processor, size: int) -> dict:
     ip = processor.image_processor
+    resample = getattr(ip, "resample", None)
     return {
         "size": size,
         "channels": "RGB",
         "layout": "CHW float32, batch of one",
-        "resize": "to size x size",
+        "resize": RESIZE.get(family.name, "to size x size"),
+        "resample": RESAMPLE.get(int(resample), str(resample)) if resample is not None else None,
         "rescale_factor": float(getattr(ip, "rescale_factor", 1 / 255)),
         "mean": [float(v) for v in ip.image_mean],
         "std": [float(v) for v in ip.image_std],
@@ -176,7 +210,7 @@ def export_target(source: Source, target: TargetConfig, out_dir: Path, validate:
             "target": target.name,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": _versions(),
-            "image": image_spec(processor, size),
+            "image": image_spec(family, processor, size),
             "prompt": prompt_spec(family, processor, probe),
             "tokens": {
                 "image_token_id": parts.image_token_id,
@@ -184,6 +218,8 @@ def export_target(source: Source, target: TargetConfig, out_dir: Path, validate:
                 "image_grid": list(parts.mrope_grid) if parts.mrope_grid else None,
                 "bos_id": metadata["get_bos_id"],
                 "eos_ids": metadata["get_eos_ids"],
+                # The runner streams the end-of-answer token's text too; the app cuts it off.
+                "eos_texts": [tokenizer.decode([i], skip_special_tokens=False) for i in metadata["get_eos_ids"]],
                 "pad_id": tokenizer.pad_token_id,
                 "vocab_size": metadata["get_vocab_size"],
             },
@@ -193,6 +229,9 @@ def export_target(source: Source, target: TargetConfig, out_dir: Path, validate:
             "artifacts": artifacts,
             "export_seconds": timings,
         }
+        if family.name != "qwen2_vl":  # the app runs stock-runner families only
+            golden = write_app_golden(family, processor, manifest["prompt"], source.data, staging)
+            manifest["app_golden"] = (golden / GOLDEN_INDEX).relative_to(staging).as_posix()
         atomic.write_json(staging / MANIFEST, manifest)
 
         report = None

@@ -1,0 +1,96 @@
+package org.vlsiedge.demo.core;
+
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonArray;
+import com.google.gson.JsonObject;
+import java.awt.image.BufferedImage;
+import java.io.File;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.StandardCopyOption;
+import javax.imageio.ImageIO;
+
+/**
+ * The app's steps before the runtime, on a laptop: check the model directory, preprocess an image
+ * and build the prompt with the same code the app runs. {@code python -m vlsi_edge.app} calls it,
+ * then runs the same ExecuTorch runner the app's {@code LlmModule} wraps.
+ *
+ * <pre>
+ * java -cp CLASSPATH org.vlsiedge.demo.core.HostCli prepare MODEL_DIR IMAGE QUESTION OUT_DIR [ARTIFACT]
+ *   writes OUT_DIR/pixels.f32 (float32 little-endian CHW) and OUT_DIR/app.json; exit 2 on a bad model dir
+ * </pre>
+ */
+public final class HostCli {
+  private HostCli() {}
+
+  public static void main(String[] args) {
+    if (args.length < 5 || !args[0].equals("prepare")) {
+      System.err.println("usage: HostCli prepare MODEL_DIR IMAGE QUESTION OUT_DIR [ARTIFACT]");
+      System.exit(2);
+    }
+    try {
+      prepare(new File(args[1]), new File(args[2]), args[3], new File(args[4]), args.length > 5 ? args[5] : null);
+    } catch (ManifestException | IllegalArgumentException e) {
+      System.err.println("error: " + e.getMessage());
+      System.exit(2);
+    } catch (IOException e) {
+      System.err.println("error: " + e.getMessage());
+      System.exit(1);
+    }
+  }
+
+  static void prepare(File modelDir, File imageFile, String question, File out, String artifact)
+      throws ManifestException, IOException {
+    ModelDirectory model = ModelDirectory.open(modelDir);
+    ModelDirectory.Verified verified = model.verify(artifact, null);
+    Prompt prompt = Prompt.forQuestion(model.manifest.prompt, question);
+    float[] pixels = new ImagePreprocessor(model.manifest.image).preprocess(readRgb(imageFile));
+
+    out.mkdirs();
+    ByteBuffer bytes = ByteBuffer.allocate(pixels.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+    bytes.asFloatBuffer().put(pixels);
+    write(new File(out, "pixels.f32"), bytes.array());
+    JsonObject app = new JsonObject();
+    app.addProperty("artifact", verified.artifact.name);
+    app.addProperty("program", verified.program.getAbsolutePath());
+    app.addProperty("tokenizer", verified.tokenizer.getAbsolutePath());
+    app.addProperty("prefill_text", prompt.prefillText);
+    app.addProperty("generate_text", prompt.generateText);
+    app.addProperty("num_bos", prompt.numBos);
+    app.addProperty("size", model.manifest.image.size);
+    app.addProperty("max_seq_len", model.manifest.maxSeqLen);
+    JsonArray stops = new JsonArray();
+    model.manifest.eosTexts.forEach(stops::add);
+    app.add("eos_texts", stops);
+    String json = new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(app);
+    write(new File(out, "app.json"), json.getBytes(StandardCharsets.UTF_8));
+  }
+
+  /** 8-bit RGB from a PNG / JPEG file; gray images are replicated to RGB as PIL's convert("RGB") does. */
+  public static ImagePreprocessor.RgbImage readRgb(File file) throws IOException {
+    BufferedImage image = ImageIO.read(file);
+    if (image == null) {
+      throw new IOException(file + ": not an image ImageIO can read (PNG or JPEG)");
+    }
+    int w = image.getWidth();
+    int h = image.getHeight();
+    if (image.getType() == BufferedImage.TYPE_BYTE_GRAY) { // getRGB would convert through a linear gray space
+      byte[] rgb = new byte[w * h * 3];
+      int[] gray = image.getRaster().getPixels(0, 0, w, h, (int[]) null);
+      for (int i = 0; i < w * h; i++) {
+        rgb[i * 3] = rgb[i * 3 + 1] = rgb[i * 3 + 2] = (byte) gray[i];
+      }
+      return new ImagePreprocessor.RgbImage(w, h, rgb);
+    }
+    return ImagePreprocessor.RgbImage.fromArgb(w, h, image.getRGB(0, 0, w, h, null, 0, w));
+  }
+
+  private static void write(File file, byte[] data) throws IOException {
+    File tmp = new File(file.getPath() + ".tmp");
+    Files.write(tmp.toPath(), data);
+    Files.move(tmp.toPath(), file.toPath(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+  }
+}
