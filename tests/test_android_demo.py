@@ -121,3 +121,18 @@ def test_host_flow_names_a_damaged_file(exported, tmp_path, capsys, preprocess):
     (copy / "manifest.json").write_text("{")
     assert app.main(args + (["--python-preprocess"] if preprocess == "python" else [])) == 2
     assert "manifest.json" in capsys.readouterr().err
+
+
+def test_app_kotlin_compiles_against_core_and_the_api_signature_stubs():
+    """Not an Android build: kotlinc against android_demo/typecheck/stubs (signatures of the Android,
+    AndroidX and executorch-android 1.5 calls the app makes). Catches type errors and calls to
+    LlmModule methods that do not exist."""
+    _need_jvm()
+    if shutil.which("kotlinc") is None:
+        if os.environ.get("CI"):
+            pytest.fail("kotlinc missing (apt-get install kotlin); .ci/run installs it")
+        pytest.skip("kotlinc is not installed (apt-get install kotlin)")
+    script = CORE.parent / "typecheck" / "typecheck.sh"
+    run = subprocess.run([str(script)], capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "compiles against core" in run.stdout

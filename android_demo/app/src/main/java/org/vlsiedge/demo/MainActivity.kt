@@ -100,7 +100,7 @@ class MainActivity : AppCompatActivity() {
             try {
                 val opened = ModelDirectory.open(dir)
                 val verified = opened.verify(null) { done, total ->
-                    runOnUiThread { progress.progress = (1000 * done / maxOf(total, 1)).toInt() }
+                    runOnUiThread { progress.progress = (1000 * done / maxOf(total, 1L)).toInt() }
                 }
                 module?.close()
                 val loaded = LlmModule(
@@ -110,7 +110,7 @@ class MainActivity : AppCompatActivity() {
                     0.0f, // greedy, as validation
                     null as String?,
                     opened.manifest.prompt.numBos,
-                    0,
+                    0
                 )
                 loaded.load()
                 module = loaded
@@ -121,7 +121,7 @@ class MainActivity : AppCompatActivity() {
                     ask.isEnabled = bitmap != null
                 }
             } catch (e: ManifestException) {
-                runOnUiThread { status.text = e.message }
+                runOnUiThread { status.text = e.message ?: e.toString() }
             } catch (e: Exception) {
                 runOnUiThread { status.text = "Loading failed: ${e.message}" }
             } finally {
@@ -154,7 +154,7 @@ class MainActivity : AppCompatActivity() {
         val prompt = try {
             Prompt.forQuestion(manifest.prompt, question.text.toString())
         } catch (e: IllegalArgumentException) {
-            status.text = e.message
+            status.text = e.message ?: e.toString()
             return
         }
         val stream = TokenStream(manifest.eosTexts, MAX_ANSWER_TOKENS)
