@@ -113,3 +113,28 @@ def test_onnx_graphs_match_eager(tiny_vlm, tmp_path):
         out = vlm.generate(batch["input_ids"].numpy(), batch["pixel_values"].numpy(), eos, NEW_TOKENS)
         assert out.tokens == answer
         torch.testing.assert_close(torch.from_numpy(out.first_logits), logits, atol=1e-4, rtol=1e-4)
+
+
+def test_prompt_text_segments_tokenize_back_to_their_ids(tiny, shapes_samples, tmp_path):
+    """The manifest's prompt as text (what the app's LlmModule tokenizes) equals its ids, in every family;
+    stock-runner families also get the app's golden files (pixels exactly as the processor makes them)."""
+    import json
+
+    import numpy as np
+
+    from vlsi_edge.data import ShapesConfig
+    from vlsi_edge.deploy.app_golden import write_app_golden
+    from vlsi_edge.deploy.pipeline import prompt_spec
+
+    family, tokenizer, processor, _ = tiny
+    spec = prompt_spec(family, processor, shapes_samples[0].image)
+    for name in ("before_image", "after_image", "after_question"):
+        ids = spec[name][spec["num_bos"]:] if name == "before_image" else spec[name]
+        assert tokenizer(spec[f"{name}_text"], add_special_tokens=False)["input_ids"] == ids
+    if family.name == "qwen2_vl":
+        return  # the app does not run M-RoPE programs; the exporter writes no golden files for them
+    golden = write_app_golden(family, processor, spec, ShapesConfig(image_size=64), tmp_path, items=2)
+    for item in json.loads((golden / "golden.json").read_text())["items"]:
+        pixels = np.fromfile(golden / item["pixels"], dtype="<f4")
+        assert pixels.size == np.prod(item["shape"]) and item["shape"][0] == 3
+        assert item["generate_text"] == spec["after_image_text"] + item["question"] + spec["after_question_text"]
