@@ -8,7 +8,7 @@ import pytest
 from vlsi_edge.benchmarks import bandwidth, llamacpp
 
 TINY_LLAMA = {
-    **llamacpp.SMOLVLM_256M_TEXT,
+    **llamacpp.TEXT_DECODERS["smolvlm-256m"],
     "hidden_size": 64,
     "num_hidden_layers": 2,
     "num_attention_heads": 4,

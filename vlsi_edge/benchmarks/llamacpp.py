@@ -49,30 +49,14 @@ import sys
 import time
 from pathlib import Path
 
+from vlsi_edge.benchmarks.architectures import ARCHITECTURES
+
 log = logging.getLogger(__name__)
 
-# Text decoders of the SmolVLM (v1, Idefics3) models, as transformers.LlamaConfig keyword arguments.
-SMOLVLM_256M_TEXT = {  # = SmolLM-135M
-    "hidden_size": 576,
-    "num_hidden_layers": 30,
-    "num_attention_heads": 9,
-    "num_key_value_heads": 3,
-    "intermediate_size": 1536,
-    "vocab_size": 49280,
-    "tie_word_embeddings": True,
-    "rope_theta": 100000.0,
-    "max_position_embeddings": 8192,
-    "rms_norm_eps": 1e-5,
-}
-SMOLVLM_500M_TEXT = {  # = SmolLM2-360M
-    **SMOLVLM_256M_TEXT,
-    "hidden_size": 960,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 15,
-    "num_key_value_heads": 5,
-    "intermediate_size": 2560,
-}
-TEXT_DECODERS = {"smolvlm-256m": SMOLVLM_256M_TEXT, "smolvlm-500m": SMOLVLM_500M_TEXT}
+# Text decoders of the real-size architectures (SmolLM-135M / SmolLM2-360M shapes), as
+# transformers.LlamaConfig keyword arguments: the same dimensions the runtime benchmark exports. The
+# embedding is tied to the LM head here, as in SmolLM; a decode step reads that matrix once either way.
+TEXT_DECODERS = {name: {**arch["text"], "tie_word_embeddings": True} for name, arch in ARCHITECTURES.items()}
 
 # llama.cpp file types (enum llama_ftype); the F32 file is written here, the others quantized from it
 QUANTS = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7}
