@@ -138,3 +138,27 @@ def test_prompt_text_segments_tokenize_back_to_their_ids(tiny, shapes_samples, t
         pixels = np.fromfile(golden / item["pixels"], dtype="<f4")
         assert pixels.size == np.prod(item["shape"]) and item["shape"][0] == 3
         assert item["generate_text"] == spec["after_image_text"] + item["question"] + spec["after_question_text"]
+
+
+def test_vision_attention_lowers_whole_to_xnnpack(tiny):
+    """SDPA's safe-softmax ops (any / where / eq over the attention scores) must not be left to the
+    portable kernels: the vision tower's attention is exported as eager attention, then restored."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.devtools.backend_debug import get_delegation_info
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    from vlsi_edge.deploy.executorch_export import export_parts
+
+    family, _, _, model = tiny
+    parts = split_model(model, family, TINY.image_size, max_cache_len=32)
+    before = {m.config._attn_implementation for m in parts.vision_encoder.modules() if hasattr(m, "config")}
+    program = export_parts(parts)["vision_encoder"]
+    after = {m.config._attn_implementation for m in parts.vision_encoder.modules() if hasattr(m, "config")}
+    assert before == after  # restored
+    edge = to_edge_transform_and_lower({"forward": program}, partitioner=[XnnpackPartitioner()],
+                                       compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    frame = get_delegation_info(edge.exported_program("forward").graph_module).get_operator_delegation_dataframe()
+    left = {row.op_type for row in frame.itertuples() if row.occurrences_in_non_delegated_graphs and row.op_type != "Total"}
+    assert not left & {"aten_any_dim", "aten_where_self", "aten_logical_not_default", "aten__safe_softmax_default"}, left
+    x = torch.randn_like(parts.vision_encoder.example_pixel_values())
+    torch.testing.assert_close(program.module()(x), parts.vision_encoder(x), atol=1e-4, rtol=1e-4)

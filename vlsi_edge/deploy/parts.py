@@ -136,9 +136,11 @@ class Qwen2VLVisionEncoder(nn.Module):
         n = hidden.shape[0]
         q, k, v = attn.qkv(hidden).reshape(n, 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)  # [N, H, hd]
         q, k = apply_rotary_pos_emb_vision(q, k, self.cos, self.sin)
-        q, k, v = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))  # [1, H, N, hd]: ONNX's SDPA takes 4-D only
-        out = F.scaled_dot_product_attention(q, k, v, scale=attn.scaling)
-        return attn.proj(out[0].transpose(0, 1).reshape(n, -1))
+        q, k, v = (t.transpose(0, 1) for t in (q, k, v))  # [H, N, hd]
+        # Plain attention, not SDPA: SDPA's decomposition adds a safe softmax (any / where over the scores)
+        # that XNNPACK does not take, leaving it to ExecuTorch's one-thread portable kernels.
+        out = ((q @ k.transpose(1, 2)) * attn.scaling).softmax(dim=-1) @ v
+        return attn.proj(out.transpose(0, 1).reshape(n, -1))
 
 
 # family name -> the module that encodes one image of the export's fixed size
