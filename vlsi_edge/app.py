@@ -80,7 +80,7 @@ def prepare_python(export_dir: Path, image: Path, question: str, artifact: str |
     from PIL import Image, UnidentifiedImageError
 
     from vlsi_edge.deploy.app_golden import app_inputs
-    from vlsi_edge.deploy.manifest import ArtifactError, load_manifest, verified_artifact, verify_file
+    from vlsi_edge.deploy.manifest import ArtifactError, load_manifest, verified_artifact
     from vlsi_edge.families.sources import family_of
 
     try:
@@ -91,8 +91,7 @@ def prepare_python(export_dir: Path, image: Path, question: str, artifact: str |
             raise AppError(f"{export_dir / 'manifest.json'}: no app-runnable artifact {artifact or ''} "
                            f"(available: {', '.join(names) or 'none'})")
         name = artifact or names[0]
-        _, _, files = verified_artifact(export_dir, name)
-        tokenizer = verify_file(export_dir, manifest["tokenizer"])
+        _, _, files = verified_artifact(export_dir, name)  # the program and the tokenizer
     except ArtifactError as e:
         raise AppError(str(e)) from None
     if not question.strip():
@@ -104,8 +103,9 @@ def prepare_python(export_dir: Path, image: Path, question: str, artifact: str |
     family = family_of(export_dir)
     processor = family.load_processor(export_dir)
     pixels = family.process(processor, [picture], [family.prompt(question)])["pixel_values"].numpy()
+    pixels = pixels.reshape(pixels.shape[-3:]).astype(np.float32)
     inputs = app_inputs(manifest["prompt"], question)
-    return Prepared(name, files["program"], tokenizer, pixels.reshape(pixels.shape[-3:]).astype(np.float32),
+    return Prepared(name, files["program"], export_dir / manifest["tokenizer"]["path"], pixels,
                     inputs["prefill_text"], inputs["generate_text"], inputs["num_bos"],
                     manifest["tokens"]["bos_id"], manifest["tokens"]["eos_texts"], "Python (the exporter's processor)")
 
