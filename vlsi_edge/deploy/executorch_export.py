@@ -49,8 +49,8 @@ def eager_attention(module: torch.nn.Module):
 
     SDPA decomposes with a "safe softmax" (eq / logical_not / any / where / full_like over the
     [heads, P, P] scores) that the XNNPACK partitioner does not take, so those ops ran in ExecuTorch's
-    portable kernels on one thread: the SmolVLM-256M-size SigLIP tower at 512 px took 1870 ms instead of
-    995 ms with eager attention (same outputs). Restores the setting afterwards.
+    portable kernels on one thread: the SmolVLM-256M-size SigLIP tower at 512 px encoded in 1889 ms, and
+    in 1002 ms with eager attention (same outputs; docs/BENCHMARKS.md). Restores the setting afterwards.
     """
     configs = {}
     for m in module.modules():
