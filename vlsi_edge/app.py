@@ -124,11 +124,14 @@ def generate(prepared: Prepared, max_new_tokens: int, on_text=None) -> dict:
 
     runner = MultimodalRunner(str(prepared.program), str(prepared.tokenizer))
     pieces: list[tuple[float, str]] = []
+    stops = [t for t in prepared.eos_texts if t]
+    ended = False
 
     def on_token(text: str) -> None:
+        nonlocal ended
         pieces.append((time.perf_counter(), text))
-        ended = any(stop and stop in "".join(t for _, t in pieces) for stop in prepared.eos_texts)
-        if on_text is not None and not ended:  # the end-of-answer text is streamed too; never show it
+        ended = ended or text in stops  # the runner streams the end-of-answer token too; never show it
+        if on_text is not None and not ended:
             on_text(text)
 
     start = time.perf_counter()
@@ -140,8 +143,8 @@ def generate(prepared: Prepared, max_new_tokens: int, on_text=None) -> dict:
     config = GenerationConfig(echo=False, temperature=0.0, max_new_tokens=max_new_tokens)
     runner.generate([make_text_input(prepared.generate_text)], config, on_token)  # LlmModule.generate
     text = "".join(t for _, t in pieces)
-    for stop in prepared.eos_texts:
-        text = text.split(stop)[0] if stop else text
+    for stop in stops:
+        text = text.split(stop)[0]
     times = [t for t, _ in pieces]
     return {"answer": text.strip(), "tokens": len(pieces), "image_encode_ms": (image_end - image_start) * 1e3,
             "first_token_ms": (times[0] - start) * 1e3 if times else float("nan"),

@@ -124,9 +124,8 @@ def summarize(run: dict) -> dict:
 
 def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens: int, bandwidth: float | None,
                 overrides: list[str]) -> dict:
-    from vlsi_edge.validate.run import run_worker
-
     from vlsi_edge.deploy.manifest import MANIFEST
+    from vlsi_edge.validate.run import run_worker
 
     start = time.perf_counter()
     model_dir, exports = prepare(model, work, threads, overrides)
@@ -138,12 +137,13 @@ def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens:
         write_inputs(model_dir, items, inputs)
         owner = {row: name for name, m in manifests.items() for row in m["artifacts"]}
         for row in [r for r in ROWS if r == "hf" or r in owner]:
-            export_dir, manifest = exports.get(owner.get(row)), manifests.get(owner.get(row))
+            # transformers' row loads the model directory; the worker still takes an export for its inputs
+            name = owner.get(row, next(iter(exports)))
+            manifest = manifests[name]
             if row != "hf":
                 export_seconds[row] = manifest["export_seconds"][row]
             artifact = f"hf:{model_dir}" if row == "hf" else row
-            run, error = run_worker(export_dir or next(iter(exports.values())), artifact, inputs, threads, decode_tokens,
-                                    ignore_eos=True)
+            run, error = run_worker(exports[name], artifact, inputs, threads, decode_tokens, ignore_eos=True)
             if error:
                 rows[row] = {"error": error}
                 log.warning("%s %s failed: %s", model, row, error)
@@ -159,9 +159,9 @@ def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens:
                 result["roofline_fraction"] = result["decode_tokens_per_s"]["median"] / roofline
             rows[row] = result
             log.info("%s %s: %s", model, row, result)
-    onnx_dir = exports["onnx"] / "onnx" if "onnx" in exports else None
+    onnx_files = sorted((exports["onnx"] / "onnx").glob("*.onnx")) if "onnx" in exports else []
     return {"model": model, "export_seconds": export_seconds, "prepare_s": round(prepared_s, 1), "rows": rows,
-            "onnx_files_mb": {f.name: round(f.stat().st_size / 1e6, 1) for f in sorted(onnx_dir.glob("*.onnx"))} if onnx_dir else {}}
+            "onnx_files_mb": {f.name: round(f.stat().st_size / 1e6, 1) for f in onnx_files}}
 
 
 def peer_rows(model: str, work: Path, threads: int, decode_tokens: int, bandwidth: float | None) -> dict:
