@@ -118,6 +118,10 @@ def test_host_flow_names_a_damaged_file(exported, tmp_path, capsys, preprocess):
     err = capsys.readouterr().err
     assert pte.name in err and "truncated" in err
 
+    missing = [str(result.out_dir), "--image", str(tmp_path / "nope.png"), "--question", "What is red?"]
+    assert app.main(missing + (["--python-preprocess"] if preprocess == "python" else [])) == 2
+    assert "nope.png" in capsys.readouterr().err
+
     (copy / "manifest.json").write_text("{")
     assert app.main(args + (["--python-preprocess"] if preprocess == "python" else [])) == 2
     assert "manifest.json" in capsys.readouterr().err

@@ -20,7 +20,8 @@ import javax.imageio.ImageIO;
  *
  * <pre>
  * java -cp CLASSPATH org.vlsiedge.demo.core.HostCli prepare MODEL_DIR IMAGE QUESTION OUT_DIR [ARTIFACT]
- *   writes OUT_DIR/pixels.f32 (float32 little-endian CHW) and OUT_DIR/app.json; exit 2 on a bad model dir
+ *   writes OUT_DIR/pixels.f32 (float32 little-endian CHW) and OUT_DIR/app.json; exit 2 on a bad model
+ *   directory, image or question, with the file or key named
  * </pre>
  */
 public final class HostCli {
@@ -33,12 +34,9 @@ public final class HostCli {
     }
     try {
       prepare(new File(args[1]), new File(args[2]), args[3], new File(args[4]), args.length > 5 ? args[5] : null);
-    } catch (ManifestException | IllegalArgumentException e) {
+    } catch (ManifestException | IllegalArgumentException | IOException e) {
       System.err.println("error: " + e.getMessage());
       System.exit(2);
-    } catch (IOException e) {
-      System.err.println("error: " + e.getMessage());
-      System.exit(1);
     }
   }
 
@@ -71,7 +69,15 @@ public final class HostCli {
 
   /** 8-bit RGB from a PNG / JPEG file; gray images are replicated to RGB as PIL's convert("RGB") does. */
   public static ImagePreprocessor.RgbImage readRgb(File file) throws IOException {
-    BufferedImage image = ImageIO.read(file);
+    if (!file.isFile()) {
+      throw new IOException(file + ": no such image file");
+    }
+    BufferedImage image;
+    try {
+      image = ImageIO.read(file);
+    } catch (IOException e) {
+      throw new IOException(file + ": cannot read it (" + e.getMessage() + ")");
+    }
     if (image == null) {
       throw new IOException(file + ": not an image ImageIO can read (PNG or JPEG)");
     }
