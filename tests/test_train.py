@@ -47,7 +47,7 @@ def test_gradients_exactly_where_the_stage_trains(session, stage):
     trained = {id(p) for p in stage_parameters(s, stage)}
     for module in (s.teacher, s.student, s.teacher_verbalizers, s.student_verbalizers):
         module.zero_grad(set_to_none=True)
-    samples = s.data.batch("student", 0)
+    samples = s.batch("unlabelled", 0)
     loss, terms, _, _ = trainer.stage_loss(s, stage, samples)
     loss.backward()
     everything = [*s.teacher.parameters(), *s.student.parameters(),
@@ -76,7 +76,7 @@ def test_gradients_exactly_where_the_stage_trains(session, stage):
 def test_interaction_step_logs_matches_within_range(session):
     s = session
     stage_parameters(s, "interact")
-    _, terms, matches, n = trainer.stage_loss(s, "interact", s.data.batch("student", 0))
+    _, terms, matches, n = trainer.stage_loss(s, "interact", s.batch("unlabelled", 0))
     assert n > 0 and set(terms) >= {"kl_final", "loss"} and all(v >= 0 for v in terms.values())
     teacher_idx = [i_l for _, i_l in matches[0].pairs]
     assert teacher_idx == sorted(set(teacher_idx))  # strictly increasing: order preservation
@@ -190,7 +190,7 @@ def test_teacher_cache_runs_step2_without_the_teacher(tmp_path):
     assert live.load_cached_teacher_verbalizers()  # the cache command stored them
     for sess in (s, live):
         stage_parameters(sess, "final_kd")
-    samples = s.data.batch("student", 1)
+    samples = s.batch("unlabelled", 1)
     cached_loss, _, _, _ = trainer.stage_loss(s, "final_kd", samples, (1, 0))
     live_loss, _, _, _ = trainer.stage_loss(live, "final_kd", samples, (1, 0))
     assert cached_loss.item() == pytest.approx(live_loss.item(), rel=0.02, abs=1e-4)
@@ -279,15 +279,40 @@ def test_topk_kl_approaches_full_kl_for_a_peaked_teacher():
 
 
 def test_the_run_seed_picks_its_own_training_examples():
-    """Seeds are real replicates: another seed sees other examples (and the same seed the same ones)."""
+    """Seeds are real replicates: with unlimited streams another seed sees other examples (the same seed
+    the same ones); the labelled and unlabelled streams never share an item."""
     from vlsi_edge.distill.data import TrainData
     from vlsi_edge.recipes import DataConfig
 
-    uids = {seed: [s.uid for s in TrainData(DataConfig(), 8, order_seed=seed).batch("student", 3)] for seed in (0, 1)}
-    assert uids[0] == [s.uid for s in TrainData(DataConfig(), 8, order_seed=0).batch("student", 3)]
+    unlimited = DataConfig(labelled=0, unlabelled=0)
+    uids = {seed: [s.uid for s in TrainData(unlimited, 8, order_seed=seed).batch("labelled", 3)] for seed in (0, 1)}
+    assert uids[0] == [s.uid for s in TrainData(unlimited, 8, order_seed=0).batch("labelled", 3)]
     assert not set(uids[0]) & set(uids[1])
-    with pytest.raises(ValueError, match="seed 64: use 0..63"):
-        TrainData(DataConfig(), 8, order_seed=64)
+    streams = {name: {s.uid for s in TrainData(unlimited, 8).batch(name, 0)} for name in ("labelled", "unlabelled", "verbalizer")}
+    assert not streams["labelled"] & streams["unlabelled"] and not streams["unlabelled"] & streams["verbalizer"]
+    with pytest.raises(ValueError, match="seed 32: use 0..31"):
+        TrainData(DataConfig(), 8, order_seed=32)
+
+
+def test_finite_pools_are_served_in_seeded_epochs():
+    """N_L / N_U pools: each epoch is a permutation of the pool, reshuffled per epoch, stream and run seed."""
+    from vlsi_edge.distill.data import TrainData
+    from vlsi_edge.recipes import DataConfig
+
+    data = DataConfig(labelled=40, unlabelled=60)
+    runs = {seed: TrainData(data, 10, order_seed=seed) for seed in (0, 1)}
+
+    def indices(seed, stream, n):
+        return [runs[seed]._index(stream, p) for p in range(n)]
+
+    assert sorted(indices(0, "labelled", 40)) == list(range(40))  # the first N_L train items
+    unlabelled = list(range(2**30, 2**30 + 60))
+    assert sorted(indices(0, "unlabelled", 60)) == unlabelled == sorted(indices(0, "verbalizer", 60))
+    assert indices(0, "unlabelled", 60) != indices(0, "verbalizer", 60)
+    assert indices(0, "labelled", 80)[40:] != indices(0, "labelled", 40)  # a fresh order each epoch
+    assert indices(0, "labelled", 40) != indices(1, "labelled", 40)  # and per run seed
+    batch = runs[0].batch("labelled", 5)  # step 5 = the second epoch's second half
+    assert [s.uid for s in batch] == [f"train/{i:05d}" for i in indices(0, "labelled", 60)[50:60]]
 
 
 def test_teacher_verbalizer_cache_is_per_seed(tmp_path):

@@ -35,8 +35,22 @@ class DataConfig:
     image_size: int = option(96, "ShapesVQA rendered image size in pixels")
     noise: float = option(0.04, "ShapesVQA background noise level (0 disables)")
     eval_size: int | None = option(None, "cap on items scored per evaluation split (null: the whole split)")
+    labelled: int = option(
+        2000, "N_L: ShapesVQA items with ground-truth answers for SFT-only and step 3 (the first N_L train items, "
+        "which the zoo student base was trained on); 0: an unlimited stream"
+    )
+    unlabelled: int = option(
+        10000, "N_U: ShapesVQA images + questions for steps 1-2 and the KD baselines, answered by the teacher "
+        "(train items disjoint from the labelled ones); 0: an unlimited stream"
+    )
+    distill_answers: Literal["teacher", "gold"] = option(
+        "teacher", "answers steps 1-2 train on: the teacher's greedy answers (pseudo-labels, cached) or the data's own"
+    )
 
     def __post_init__(self):
+        for name in ("labelled", "unlabelled"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"data.{name}: {getattr(self, name)} must be >= 0 (0: unlimited)")
         if self.image_size < 24:
             raise ConfigError(f"data.image_size: {self.image_size} is too small; use >= 24")
         if self.eval_size is not None and self.eval_size < 1:
@@ -45,8 +59,9 @@ class DataConfig:
 
 @dataclass
 class DistillConfig:
-    method: Literal["vlsi", "sft", "final-kd"] = option(
-        "vlsi", "vlsi: verbalize -> interact -> SFT; final-kd: final-layer KL -> SFT; sft: SFT only (same budget)"
+    method: Literal["vlsi", "sft", "final-kd", "hidden-l2"] = option(
+        "vlsi", "vlsi: verbalize -> interact -> SFT; final-kd: final-layer KL -> SFT; hidden-l2: projected "
+        "hidden-state L2 at uniformly matched target layers + final-layer KL -> SFT; sft: SFT only (same budget)"
     )
     student_layers: list[int] | None = option(None, "student target layers (null: from stride/offset)")
     teacher_layers: list[int] | None = option(None, "teacher target layers (null: from stride/offset)")
@@ -61,7 +76,11 @@ class DistillConfig:
     search_range: bool = option(True, "restrict candidates to the search range")
     order: bool = option(True, "order preservation: each match lies deeper than the previous one")
     match_temperature: float | None = option(None, "fixed sampling temperature (null: adaptive, the paper's)")
-    temperature_scale: float = option(2.0, "adaptive temperature = scale / (max KL - min KL + eps)")
+    temperature_scale: float = option(2.0, "scale of the adaptive matching temperature (see temperature_rule)")
+    temperature_rule: Literal["paper", "scale-invariant"] = option(
+        "paper", "paper: T = scale / (max KL - min KL + eps); scale-invariant: T = (max KL - min KL + eps) / scale, "
+        "so the best candidate is always e^scale times as likely as the worst"
+    )
     match_per: Literal["batch", "sample"] = option("batch", "one matching per batch (batch-mean KLs) or per sample")
     kl: Literal["forward", "reverse"] = option("forward", "forward: KL(teacher || student); reverse: KL(student || teacher)")
     kd_temperature: float = option(1.0, "softmax temperature of the distillation KL")
@@ -107,12 +126,21 @@ class TrainConfig:
     student_training: Literal["full", "lora"] = option("full", "train the student's LM layers fully or with LoRA")
     lora_r: int = option(64, "LoRA rank (paper: 64)")
     lora_alpha: int = option(64, "LoRA alpha (paper: 64)")
+    schedule: Literal["one-cosine", "per-stage"] = option(
+        "one-cosine", "one-cosine: every method's student steps (interact + sft) follow one warm-up + cosine "
+        "(peak interact.lr, warm-up interact.warmup, floor sft.lr_min); per-stage: each stage its own"
+    )
+    early_stopping: int = option(
+        0, "SFT stages: score val every n steps (and before the first) and keep the best student (0: keep the last)"
+    )
     checkpoint_every: int = option(100, "save a resumable checkpoint every n steps")
     log_every: int = option(10, "write metrics every n steps")
 
     def __post_init__(self):
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError(f"train.batch_size ({self.batch_size}) and train.grad_accum ({self.grad_accum}) must be >= 1")
+        if self.early_stopping < 0:
+            raise ConfigError(f"train.early_stopping: {self.early_stopping} must be >= 0 (0: off)")
 
 
 @dataclass

@@ -31,7 +31,7 @@ def step_cost(objective: str, steps: int, warmup: int, overrides: list[str]) -> 
     times = []
     reset_peak_rss()
     for step in range(warmup + steps):
-        samples = session.data.batch("student", step, 0)
+        samples = session.batch("unlabelled", step, 0)
         tick = time.perf_counter()
         loss, _, _, _ = stage_loss(session, objective, samples, (step, 0))
         loss.backward()

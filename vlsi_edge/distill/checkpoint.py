@@ -29,6 +29,8 @@ def save(run: RunDir, s, progress, optimizer, scheduler) -> None:
         "student": s.student.state_dict(),
         "teacher_verbalizers": s.teacher_verbalizers.state_dict() if s.teacher_verbalizers is not None else {},
         "student_verbalizers": s.student_verbalizers.state_dict(),
+        "projections": s.projections.state_dict() if s.projections is not None else {},
+        "best_student": s.best_student,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "rng": {
@@ -65,6 +67,9 @@ def restore_models(run: RunDir, s, lora_active: bool) -> None:
     if s.teacher_verbalizers is not None:
         s.teacher_verbalizers.load_state_dict(state["teacher_verbalizers"])
     s.student_verbalizers.load_state_dict(state["student_verbalizers"])
+    if s.projections is not None:
+        s.projections.load_state_dict(state["projections"])
+    s.best_student = state.get("best_student")
     rng = state["rng"]
     torch.set_rng_state(rng["torch"])
     random.setstate(rng["python"])

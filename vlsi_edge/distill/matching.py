@@ -43,6 +43,7 @@ class MatchResult:
     temperatures: list[float]  # sampling temperature per student target (nan where none is used)
     candidates: list[list[int]]  # teacher target indices considered for each i_s
     candidate_kls: list[list[float]]  # their KLs (empty where the strategy computes none)
+    entropies: list[float]  # entropy (nats) of the distribution each match was drawn from (0 if deterministic)
 
     def layer_pairs(self, student_layers: Sequence[int], teacher_layers: Sequence[int]) -> list[tuple[int, int]]:
         """The matched pairs as (student decoder layer, teacher decoder layer), for logs and heat maps."""
@@ -63,16 +64,31 @@ def search_range(i_s: int, start: int, t_s: int, t_l: int) -> list[int]:
     return list(range(start, end + 1))
 
 
-def adaptive_temperature(kls: Tensor, scale: float = 2.0, eps: float = 1e-6) -> float:
-    """T = scale / (max(kls) - min(kls) + eps), kls [C] (paper: scale 2, eps 1e-6).
+TEMPERATURE_RULES = ("paper", "scale-invariant")
 
-    Used as softmax(-kls / T) = softmax(-kls * (max - min + eps) / scale): a wide KL spread samples
-    sharply around the best candidate, near-equal KLs sample almost uniformly.
+
+def adaptive_temperature(kls: Tensor, scale: float = 2.0, eps: float = 1e-6, rule: str = "paper") -> float:
+    """The matching temperature from the candidates' KLs, kls [C].
+
+    paper (scale 2, eps 1e-6):  T = scale / (max - min + eps), used as softmax(-kls / T) =
+      softmax(-kls * (max - min + eps) / scale): a wide KL spread samples sharply around the best
+      candidate, near-equal KLs almost uniformly. The logit gap best-to-worst is spread^2 / scale, so
+      it depends on the KLs' units: spreads of 0.1-0.5 nats give near-uniform sampling.
+    scale-invariant:  T = (max - min + eps) / scale: the logit gap best-to-worst is always `scale`
+      (the best candidate e^scale times as likely as the worst), whatever the KLs' magnitude.
     """
     if kls.ndim != 1 or kls.numel() == 0:
         raise ValueError(f"adaptive_temperature needs a non-empty 1-D tensor of KLs, got shape {tuple(kls.shape)}")
+    if rule not in TEMPERATURE_RULES:
+        raise ValueError(f"temperature rule {rule!r} is not allowed; allowed: {', '.join(TEMPERATURE_RULES)}")
     spread = float(kls.max() - kls.min())
-    return scale / (spread + eps)
+    return scale / (spread + eps) if rule == "paper" else (spread + eps) / scale
+
+
+def entropy(probs: Tensor) -> float:
+    """Shannon entropy (nats) of a probability vector."""
+    p = probs[probs > 0]
+    return float(-(p * p.log()).sum())
 
 
 def _candidate_kls(candidate_kl: CandidateKL, i_s: int, cand: list[int]) -> Tensor:
@@ -109,6 +125,7 @@ def match_layers(
     temperature: float | None = None,
     scale: float = 2.0,
     eps: float = 1e-6,
+    rule: str = "paper",
 ) -> MatchResult:
     """Match each student target i_s in [0, t_s) to a teacher target i_l in [0, t_l).
 
@@ -122,6 +139,7 @@ def match_layers(
       ranged=False, order=True: [start, t_l) is capped to [start, t_l - t_s + i_s] so the remaining student
       targets can still be matched in strictly increasing order — the same set as ranged=True.
       ranged=True, order=False: [0 .. t_l - t_s + i_s] for every i_s.
+      `rule` picks the adaptive temperature's form (see `adaptive_temperature`).
     uniform: i_l = i_s * (t_l // t_s).   bottom1: argmin KL over all teacher targets (ties: lowest index).
     random: i_l uniform over [0, t_l), independently per i_s, drawn with `generator`.
     """
@@ -129,7 +147,7 @@ def match_layers(
     if temperature is not None and not temperature > 0:
         raise ValueError(f"fixed matching temperature must be > 0 (or None for adaptive), got {temperature}")
     nan = math.nan
-    result = MatchResult(pairs=[], temperatures=[], candidates=[], candidate_kls=[])
+    result = MatchResult(pairs=[], temperatures=[], candidates=[], candidate_kls=[], entropies=[])
 
     if strategy == "uniform":
         step = t_l // t_s
@@ -138,6 +156,7 @@ def match_layers(
             result.temperatures.append(nan)
             result.candidates.append([i_s * step])
             result.candidate_kls.append([])
+            result.entropies.append(0.0)
         return result
 
     if strategy == "random":
@@ -147,6 +166,7 @@ def match_layers(
             result.temperatures.append(nan)
             result.candidates.append(list(range(t_l)))
             result.candidate_kls.append([])
+            result.entropies.append(math.log(t_l))
         return result
 
     if strategy == "bottom1":
@@ -157,6 +177,7 @@ def match_layers(
             result.temperatures.append(nan)
             result.candidates.append(everything)
             result.candidate_kls.append(kld.tolist())
+            result.entropies.append(0.0)
         return result
 
     start = 0
@@ -166,13 +187,14 @@ def match_layers(
         else:
             cand = list(range(t_l))
         kld = _candidate_kls(candidate_kl, i_s, cand)
-        T = adaptive_temperature(kld, scale, eps) if temperature is None else float(temperature)
+        T = adaptive_temperature(kld, scale, eps, rule) if temperature is None else float(temperature)
         probs = torch.softmax(-kld / T, dim=0)
         m = int(torch.multinomial(probs, 1, generator=generator))
         result.pairs.append((i_s, cand[m]))
         result.temperatures.append(T)
         result.candidates.append(cand)
         result.candidate_kls.append(kld.tolist())
+        result.entropies.append(entropy(probs))
         if order:
             start = cand[m] + 1
     log.debug("matched layers %s (temperatures %s)", result.pairs, result.temperatures)

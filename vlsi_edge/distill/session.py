@@ -6,6 +6,7 @@
     verbalize_student  student verb-FFNs
     interact           student decoder layers (full or LoRA) + student verb-FFNs
     final_kd           student decoder layers (full or LoRA)
+    hidden_l2          student decoder layers (full or LoRA) + the student->teacher projections
     sft                student embeddings, decoder layers, final norm, lm_head, projector (vision frozen)
 
 Everything else — the teacher, both models' final norm and lm_head in steps 1-2, vision towers — is
@@ -22,13 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from transformers import PreTrainedModel
 
 from vlsi_edge.config import ConfigError
 from vlsi_edge.data import load_conversations
-from vlsi_edge.distill.data import TrainData, shapes_config
+from vlsi_edge.distill.data import TrainData, shapes_config, teacher_answered
+from vlsi_edge.distill.pseudo_labels import PseudoLabels
 from vlsi_edge.distill.parallel import Parallel
-from vlsi_edge.distill.teacher_cache import TeacherCache
+from vlsi_edge.distill.teacher_cache import TeacherCache, pseudo_label_file
 from vlsi_edge.distill.verbalizer import Verbalizers, check_target_layers, load_verbalizers, save_verbalizers, target_layers
 from vlsi_edge.evaluate import evaluate, evaluate_splits
 from vlsi_edge.families import Family, check_vocab_compatible, get_family
@@ -57,7 +60,17 @@ class Session:
     generator: torch.Generator
     cache_root: Path | None = None
     teacher_cache: TeacherCache | None = None
+    pseudo_labels: PseudoLabels | None = None  # the teacher's answers for the unlabelled streams
+    projections: nn.ModuleDict | None = None  # hidden-l2: student target layer -> Linear(d_s, d_t)
+    best_student: dict | None = None  # early stopping: the best-on-val student weights so far
     peft_model: Any = field(default=None, repr=False)
+
+    def batch(self, stream: str, step: int, micro: int = 0) -> list:
+        """Micro-batch `micro` of step `step` of `stream`, with the teacher's answers where the stream uses them."""
+        samples = self.data.batch(stream, step, micro)
+        if self.pseudo_labels is not None and teacher_answered(stream):
+            samples = self.pseudo_labels.relabel(samples)
+        return samples
 
     @property
     def lora_active(self) -> bool:
@@ -172,11 +185,32 @@ def build_session(config: RunConfig, par: Parallel, cache_root: Path | None = No
     s_verb = Verbalizers(family.hidden_size(student), s_layers, residual).to(dtype)
     data = TrainData(config.data, config.train.batch_size, config.train.grad_accum, par.rank, par.world, config.seed)
     generator = torch.Generator().manual_seed(config.seed)  # same seed on every rank: same matches
+    projections = None
+    if d.method == "hidden-l2":
+        if teacher is None:
+            raise ConfigError("distill.method=hidden-l2 needs the teacher's hidden states; it cannot read distill.teacher_cache")
+        d_s, d_t = family.hidden_size(student), family.hidden_size(teacher)
+        projections = nn.ModuleDict({str(k): nn.Linear(d_s, d_t, bias=False) for k in s_layers}).to(dtype)
+    labels = None
+    if config.data.distill_answers == "teacher" and d.method != "sft":
+        if cache is not None:
+            labels = PseudoLabels(cache.path / pseudo_label_file(par.rank))
+        else:
+            path = None if cache_root is None else cache_root / "pseudo-labels" / f"{_labels_key(config, t_src)}.json"
+            labels = PseudoLabels(path, teacher, family, t_proc)
     log.info("teacher %s: targets %s; student %s: targets %s", t_src, t_layers, s_src, s_layers)
     return Session(
         config, par, family, teacher, t_proc, t_src, student, s_proc, s_src, shared, t_layers, t_verb, s_verb, data,
-        generator, cache_root, cache,
+        generator, cache_root, cache, labels, projections,
     )
+
+
+def _labels_key(config: RunConfig, teacher_source: str) -> str:
+    """Pseudo-labels depend on the teacher and the data only (not on the run seed or the method)."""
+    key = {"teacher": _checkpoint_fingerprint(teacher_source, config.seed),
+           "quantization": config.model.teacher_quantization,
+           "data": {k: getattr(config.data, k) for k in ("dataset", "image_root", "seed", "image_size", "noise")}}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _lora_targets(family: Family, model: PreTrainedModel) -> list[str]:
@@ -188,15 +222,16 @@ def _lora_targets(family: Family, model: PreTrainedModel) -> list[str]:
 def stage_parameters(s: Session, stage: str) -> list[torch.nn.Parameter]:
     """Set requires_grad for `stage` (see the module docstring) and return the trained parameters."""
     c = s.config.train
-    for module in (s.teacher, s.student, s.teacher_verbalizers, s.student_verbalizers):
+    for module in (s.teacher, s.student, s.teacher_verbalizers, s.student_verbalizers, s.projections):
         if module is not None:
             module.requires_grad_(False)
     if stage == "verbalize_teacher":
         return _enable(s.teacher_verbalizers.parameters())
     if stage == "verbalize_student":
         return _enable(s.student_verbalizers.parameters())
-    if stage in ("interact", "final_kd"):
-        extra = list(s.student_verbalizers.parameters()) if stage == "interact" else []
+    if stage in ("interact", "final_kd", "hidden_l2"):
+        extra = {"interact": list(s.student_verbalizers.parameters()), "final_kd": [],
+                 "hidden_l2": list(s.projections.parameters()) if s.projections is not None else []}[stage]
         if c.student_training == "lora":
             if s.peft_model is None:
                 from peft import LoraConfig, get_peft_model
@@ -232,3 +267,43 @@ def evaluate_model(s: Session, model: PreTrainedModel, processor: Any) -> dict:
             result = {"eval": evaluate(model, s.family, processor, samples)}
     s.par.barrier()
     return s.par.broadcast_object(result)
+
+
+def card_accuracy(s: Session, source: str) -> dict | None:
+    """A zoo model's recorded accuracy when it was measured exactly as this run would (None otherwise).
+
+    The card's numbers come from the same `evaluate_splits` on the same splits (`python -m vlsi_edge.zoo
+    evaluate` re-checks them); reusing them saves every run two full evaluations.
+    """
+    card_path = Path(source) / "card.json"
+    d, m = s.config.data, s.config.model
+    if not card_path.is_file() or d.dataset != "shapes" or d.eval_size is not None:
+        return None
+    if m.dtype != "float32" or m.teacher_quantization != "none":
+        return None
+    card = json.loads(card_path.read_text())
+    wanted = shapes_config(d)
+    recorded = card.get("data", {})
+    if any(recorded.get(k) != getattr(wanted, k) for k in ("image_size", "seed", "noise")):
+        return None
+    return card.get("accuracy")
+
+
+def validation_items(s: Session) -> list:
+    """What early stopping scores: ShapesVQA val, or the dataset's `data.eval_dataset`."""
+    d = s.config.data
+    if d.dataset == "shapes":
+        from vlsi_edge.data import ShapesVQA
+
+        val = ShapesVQA("val", config=shapes_config(d))
+        return [val[i] for i in range(len(val) if d.eval_size is None else min(d.eval_size, len(val)))]
+    if d.eval_dataset:
+        return list(load_conversations(d.eval_dataset, image_root=d.image_root))[: d.eval_size]
+    raise ConfigError("train.early_stopping needs validation data: ShapesVQA or data.eval_dataset")
+
+
+def validation_accuracy(s: Session, items: list) -> float:
+    """Exact-match accuracy of the student on `items`, the same on every rank (main rank scores)."""
+    accuracy = evaluate(s.student, s.family, s.student_processor, items)["accuracy"] if s.par.is_main else 0.0
+    s.par.barrier()
+    return s.par.broadcast_object(accuracy)

@@ -166,6 +166,38 @@ def final_kd_loss(teacher_final: Tensor | TopK, student: AnswerStates, kl: KLSet
     return kl(teacher_final, student.logits).mean()
 
 
+def hidden_l2_loss(
+    teacher: AnswerStates,
+    student: AnswerStates,
+    pairs: list[tuple[int, int]],
+    projections: nn.ModuleDict,
+    final: Tensor,
+    layer_weight: float = 1.0,
+    final_weight: float = 1.0,
+) -> tuple[Tensor, dict[str, float]]:
+    """The hidden-state baseline: L2 between projected student and teacher hidden states, plus the final KL.
+
+        loss = layer_weight * sum_{(s, t)} mean_n ||P_s rms(h_s[n]) - rms(h_t[n])||^2 / D_t + final_weight * final
+
+    `pairs` are (student layer, teacher layer); `P_s` a learned Linear(D_s, D_t) per student layer;
+    rms(h) = h / sqrt(mean(h^2)) removes each layer's scale (residual streams grow with depth), so the
+    term compares directions, as the KL between verbalized distributions does. `final` is the same
+    last-layer KL term VLsI adds; only the intermediate-layer term differs between the two methods.
+    """
+    terms = {}
+    for s_layer, t_layer in pairs:
+        projected = projections[str(s_layer)](_rms(student.hidden[s_layer]))
+        terms[f"l2_layer{s_layer}"] = (projected.float() - _rms(teacher.hidden[t_layer]).float()).pow(2).mean(-1).mean()
+    loss = layer_weight * sum(terms.values()) + final_weight * final
+    logged = {name: value.item() for name, value in terms.items()}
+    logged["kl_final"] = final.item()
+    return loss, logged
+
+
+def _rms(h: Tensor) -> Tensor:
+    return h * torch.rsqrt(h.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(h.dtype)
+
+
 def sft_loss(student: AnswerStates) -> Tensor:
     """Step 3 / SFT baseline: next-token cross-entropy on answer tokens."""
     return F.cross_entropy(student.logits.float(), student.targets)

@@ -10,6 +10,7 @@ the top-k log-probabilities and token ids of every teacher target layer and of t
     DIR/meta.json                      teacher, target layers, k, data/batch fingerprint, teacher accuracy
     DIR/tokenizer/                     the teacher's tokenizer (for the vocabulary check)
     DIR/shards/s{step}_m{micro}_r{rank}.safetensors   logprobs [T+1, N, k] fp16, ids [T+1, N, k] int32, targets [N]
+    DIR/pseudo_labels.r{rank}.json     the teacher's answers the batches were built on (data.distill_answers=teacher)
 
 The KL against a cached teacher is taken on its top-k support, renormalised (as DistillKit does):
     KL(p_t || p_s) ~= sum_{j in top-k} p^_t(j) (log p^_t(j) - log p_s(j)),  p^_t = p_t / sum_{top-k} p_t
@@ -58,6 +59,11 @@ def topk_kl(teacher: TopK, student_logits: torch.Tensor, temperature: float, voc
     log_s = F.log_softmax(student_logits[..., :width].float() / temperature, dim=-1).gather(-1, teacher.ids.long())
     log_t = F.log_softmax(teacher.logprobs.float() / temperature, dim=-1)  # renormalise on the support
     return (log_t.exp() * (log_t - log_s)).sum(-1) * temperature**2
+
+
+def pseudo_label_file(rank: int) -> str:
+    """The teacher's answers on this rank's cached batches (see vlsi_edge.distill.pseudo_labels)."""
+    return f"pseudo_labels.r{rank:03d}.json"
 
 
 def fingerprint(config, world: int) -> dict:
@@ -118,7 +124,7 @@ def write_cache(session, out: Path, k: int, teacher_eval: dict) -> None:
     steps = c.train.interact.steps
     for step in tqdm(range(steps), desc="teacher cache", disable=not s.par.is_main):
         for micro in range(c.train.grad_accum):
-            samples = s.data.batch("student", step, micro)
+            samples = s.batch("unlabelled", step, micro)
             batch = build_batch(s.family, s.teacher_processor, samples)
             with torch.no_grad():
                 states = answer_states(s.family, s.teacher, batch, layers)
@@ -130,6 +136,8 @@ def write_cache(session, out: Path, k: int, teacher_eval: dict) -> None:
                 "targets": states.targets.contiguous(),
             }
             atomic.write_bytes(out / "shards" / f"s{step:06d}_m{micro:03d}_r{s.par.rank:03d}.safetensors", save(tensors))
+    if s.pseudo_labels is not None:  # the answers the cached distributions were computed on
+        atomic.write_json(out / pseudo_label_file(s.par.rank), s.pseudo_labels.answers)
     if s.par.is_main:
         s.teacher_processor.save_pretrained(out / "tokenizer")
         atomic.write_json(out / "meta.json", {

@@ -2,9 +2,14 @@
 
 Stages per method (all share the data streams and the student-step budget):
 
-    vlsi      verbalize_teacher -> verbalize_student -> interact -> sft
-    final-kd  final_kd (interact's budget) -> sft
-    sft       sft (interact + sft budgets)
+    vlsi       verbalize_teacher -> verbalize_student -> interact -> sft
+    final-kd   final_kd (interact's budget) -> sft
+    hidden-l2  hidden_l2 (interact's budget) -> sft
+    sft        sft (interact + sft budgets)
+
+Steps 1-2 and the KD baselines read the unlabelled stream (teacher answers), SFT reads the labelled one
+(vlsi_edge.distill.data). With `train.schedule=one-cosine` (default) every method's student steps follow
+one warm-up + cosine over the same total, so the methods differ only in what the first part optimises.
 
 Each stage is the same loop (`run_stage`): build the batch of this step, compute the stage's loss
 (`vlsi_edge.distill.steps`), backward, average gradients across ranks, clip, step, log, checkpoint.
@@ -31,12 +36,21 @@ from vlsi_edge.distill.matching import match_layers
 from vlsi_edge.memory import peak_rss_mb, reset_peak_rss
 from vlsi_edge.distill.parallel import Parallel
 from vlsi_edge.distill.run_dir import RunDir
-from vlsi_edge.distill.session import Session, build_session, evaluate_model, stage_parameters
+from vlsi_edge.distill.session import (
+    Session,
+    build_session,
+    card_accuracy,
+    evaluate_model,
+    stage_parameters,
+    validation_accuracy,
+    validation_items,
+)
 from vlsi_edge.distill.steps import (
     Heads,
     KLSettings,
     answer_states,
     final_kd_loss,
+    hidden_l2_loss,
     interaction_loss,
     sft_loss,
     verbalization_losses,
@@ -52,26 +66,36 @@ log = logging.getLogger(__name__)
 @dataclass
 class Stage:
     name: str
-    schedule: StageConfig
+    steps: int
+    schedule: StageConfig  # the learning-rate schedule this stage follows (may span several stages)
     stream: str  # data stream (see vlsi_edge.distill.data)
     offset: int = 0  # first step of the stream this stage reads
+    lr_offset: int = 0  # where in `schedule` this stage's first step is
+
+
+SECOND_STAGE = {"vlsi": "interact", "final-kd": "final_kd", "hidden-l2": "hidden_l2"}
 
 
 def plan(config: RunConfig) -> list[Stage]:
-    t = config.train
-    if config.distill.method == "vlsi":
+    t, method = config.train, config.distill.method
+    n2, n3 = t.interact.steps, t.sft.steps
+    if t.schedule == "one-cosine":
+        one = StageConfig(steps=n2 + n3, lr=t.interact.lr, lr_min=t.sft.lr_min, warmup=t.interact.warmup)
+        second, third = (one, 0), (one, n2)
+    else:
+        second, third = (t.interact, 0), (t.sft, 0)
+    if method == "sft":
+        if t.schedule == "one-cosine":
+            return [Stage("sft", n2 + n3, one, "labelled")]
+        total = StageConfig(steps=n2 + n3, lr=t.sft.lr, lr_min=t.sft.lr_min, warmup=t.sft.warmup)
+        return [Stage("sft", n2 + n3, total, "labelled")]
+    stages = [Stage(SECOND_STAGE[method], n2, second[0], "unlabelled", lr_offset=second[1]),
+              Stage("sft", n3, third[0], "labelled", offset=n2, lr_offset=third[1])]
+    if method == "vlsi":
         # With a teacher cache the teacher's verbalized distributions are already on disk.
-        teacher = [] if config.distill.teacher_cache else [Stage("verbalize_teacher", t.verbalize, "verbalizer")]
-        return [
-            *teacher,
-            Stage("verbalize_student", t.verbalize, "verbalizer"),
-            Stage("interact", t.interact, "student"),
-            Stage("sft", t.sft, "student", offset=t.interact.steps),
-        ]
-    if config.distill.method == "final-kd":
-        return [Stage("final_kd", t.interact, "student"), Stage("sft", t.sft, "student", offset=t.interact.steps)]
-    total = StageConfig(steps=t.interact.steps + t.sft.steps, lr=t.sft.lr, lr_min=t.sft.lr_min, warmup=t.sft.warmup)
-    return [Stage("sft", total, "student")]
+        teacher = [] if config.distill.teacher_cache else [Stage("verbalize_teacher", t.verbalize.steps, t.verbalize, "verbalizer")]
+        stages = [*teacher, Stage("verbalize_student", t.verbalize.steps, t.verbalize, "verbalizer"), *stages]
+    return stages
 
 
 @dataclass
@@ -83,6 +107,8 @@ class Progress:
     evals: dict = field(default_factory=dict)  # "teacher" | "student_base" | "after_step2" | "after_step3" -> splits
     stages: dict = field(default_factory=dict)  # stage -> {"wall_time_s", "peak_rss_mb", "steps", ...}
     heatmap: dict = field(default_factory=dict)  # "early" | "late" -> [t_s][t_l] match counts
+    match_entropy: list = field(default_factory=list)  # per interaction step: sampling entropy per student target
+    early_stopping: dict = field(default_factory=dict)  # SFT: {"curve": [[step, val]], "best": [val, step]}
     lora_active: bool = False
 
 
@@ -99,13 +125,16 @@ def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progres
     stages = plan(config)
     if "teacher" not in progress.evals:
         progress.evals["teacher"] = (
-            s.teacher_cache.meta["teacher_accuracy"] if s.teacher_cache else evaluate_model(s, s.teacher, s.teacher_processor)
+            s.teacher_cache.meta["teacher_accuracy"] if s.teacher_cache
+            else card_accuracy(s, s.teacher_source) or evaluate_model(s, s.teacher, s.teacher_processor)
         )
     for index, stage in enumerate(stages):
         if index < progress.stage_index:
             continue
-        if stage.name in ("interact", "final_kd", "sft") and "student_base" not in progress.evals:
-            progress.evals["student_base"] = evaluate_model(s, s.student, s.student_processor)
+        if stage.name in (*SECOND_STAGE.values(), "sft") and "student_base" not in progress.evals:
+            progress.evals["student_base"] = (
+                card_accuracy(s, s.student_source) or evaluate_model(s, s.student, s.student_processor)
+            )
         if stage.name == "verbalize_teacher" and progress.step == 0 and s.load_cached_teacher_verbalizers():
             progress.stages[stage.name] = {"steps": 0, "wall_time_s": 0.0, "peak_rss_mb": 0.0, "from_cache": True}
         else:
@@ -131,7 +160,9 @@ def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progres
 
 
 def _finish_stage(s: Session, run: RunDir, stage: Stage, progress: Progress) -> None:
-    if stage.name in ("interact", "final_kd"):
+    if s.pseudo_labels is not None:
+        s.pseudo_labels.save()
+    if stage.name in SECOND_STAGE.values():
         s.merge_lora()
         progress.lora_active = False
         progress.evals["after_step2"] = evaluate_model(s, s.student, s.student_processor)
@@ -148,10 +179,11 @@ def _before(record: dict, progress: Progress, stages: list[Stage]) -> bool:
     return index < progress.stage_index or (index == progress.stage_index and record["step"] < progress.step)
 
 
-def _lr_lambda(schedule: StageConfig):
-    """Linear warm-up, then cosine from lr to lr_min (as a factor of lr)."""
+def _lr_lambda(schedule: StageConfig, offset: int = 0):
+    """Linear warm-up, then cosine from lr to lr_min (as a factor of lr); the stage starts at `offset`."""
 
     def factor(step: int) -> float:
+        step += offset
         if step < schedule.warmup:
             return (step + 1) / schedule.warmup
         progress = (step - schedule.warmup) / max(1, schedule.steps - schedule.warmup)
@@ -166,20 +198,23 @@ def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_
     params = stage_parameters(s, stage.name)
     progress.lora_active = s.lora_active
     optimizer = torch.optim.AdamW(params, lr=stage.schedule.lr, weight_decay=config.train.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(stage.schedule))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(stage.schedule, stage.lr_offset))
     if resume_step:
         ckpt.restore_optimizer(run, optimizer, scheduler)
-    stats = progress.stages.setdefault(stage.name, {"steps": stage.schedule.steps, "wall_time_s": 0.0})
+    stats = progress.stages.setdefault(stage.name, {"steps": stage.steps, "wall_time_s": 0.0})
+    early = EarlyStopping(s, progress) if stage.name == "sft" and config.train.early_stopping else None
+    if early is not None and resume_step == 0:
+        early.score(0)
     reset_peak_rss()
     started = time.perf_counter() - stats["wall_time_s"]
-    bar = tqdm(range(resume_step, stage.schedule.steps), desc=stage.name, disable=not s.par.is_main, mininterval=1)
+    bar = tqdm(range(resume_step, stage.steps), desc=stage.name, disable=not s.par.is_main, mininterval=1)
     step_times: list[float] = []
     for step in bar:
         tick = time.perf_counter()
         terms: dict[str, float] = {}
         tokens = 0
         for micro in range(config.train.grad_accum):
-            samples = s.data.batch(stage.stream, stage.offset + step, micro)
+            samples = s.batch(stage.stream, stage.offset + step, micro)
             loss, micro_terms, matches, n = stage_loss(s, stage.name, samples, (stage.offset + step, micro))
             (loss / config.train.grad_accum).backward()
             tokens += n
@@ -191,11 +226,13 @@ def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        pairs = _record_matches(s, progress, matches, step, stage.schedule.steps)
+        pairs = _record_matches(s, progress, matches, step, stage.steps)
         step_times.append(time.perf_counter() - tick)
 
         done = step + 1
-        if s.par.is_main and (done % config.train.log_every == 0 or done == stage.schedule.steps or step == resume_step):
+        if early is not None and (done % config.train.early_stopping == 0 or done == stage.steps):
+            early.score(done)
+        if s.par.is_main and (done % config.train.log_every == 0 or done == stage.steps or step == resume_step):
             record = {
                 "stage": stage.name,
                 "step": step,
@@ -208,14 +245,47 @@ def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_
             if pairs:
                 record["matched"] = pairs
                 record["temperatures"] = [round(t, 4) for t in matches[0].temperatures]
+                record["match_entropy"] = progress.match_entropy[-1]
+            if early is not None and progress.early_stopping["curve"][-1][0] == done:
+                record["val_accuracy"] = progress.early_stopping["curve"][-1][1]
             run.log_metrics(record)
             bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items() if k != "loss" or len(terms) == 1})
         progress.step = done
         stats["wall_time_s"] = round(time.perf_counter() - started, 2)
         stats["peak_rss_mb"] = round(peak_rss_mb(), 1)
         stats["median_step_s"] = round(statistics.median(step_times), 4)
-        if done % config.train.checkpoint_every == 0 and done < stage.schedule.steps:
+        if done % config.train.checkpoint_every == 0 and done < stage.steps:
             ckpt.save(run, s, progress, optimizer, scheduler)
+    if early is not None:
+        stats["early_stopping"] = early.finish()
+
+
+class EarlyStopping:
+    """SFT with early stopping: score val every `train.early_stopping` steps (and at step 0), keep the best.
+
+    The best weights travel in the checkpoint (`Session.best_student`), so a resumed run keeps them.
+    """
+
+    def __init__(self, s: Session, progress: Progress):
+        self.s, self.state = s, progress.early_stopping
+        self.state.setdefault("curve", [])
+        self.state.setdefault("best", [-1.0, 0])
+        self.items = validation_items(s)
+
+    def score(self, step: int) -> None:
+        accuracy = validation_accuracy(self.s, self.items)
+        self.state["curve"].append([step, accuracy])
+        if accuracy > self.state["best"][0]:  # ties keep the earlier (fewer-step) student
+            self.state["best"] = [accuracy, step]
+            self.s.best_student = {k: v.detach().clone() for k, v in self.s.student.state_dict().items()}
+
+    def finish(self) -> dict:
+        accuracy, step = self.state["best"]
+        self.s.student.load_state_dict(self.s.best_student)
+        self.s.best_student = None
+        log.info("early stopping: kept step %d (val %.3f)", step, accuracy)
+        return {"every": self.s.config.train.early_stopping, "kept_step": step, "val": accuracy,
+                "curve": self.state["curve"]}
 
 
 def _record_matches(s: Session, progress: Progress, matches, step: int, steps: int) -> list:
@@ -228,6 +298,8 @@ def _record_matches(s: Session, progress: Progress, matches, step: int, steps: i
     for m in matches:
         for i_s, i_l in m.pairs:
             grid[i_s][i_l] += 1
+    entropies = [statistics.fmean(m.entropies[i] for m in matches) for i in range(t_s)]
+    progress.match_entropy.append([round(e, 4) for e in entropies])
     return matches[0].layer_pairs(s.student_verbalizers.layers, s.teacher_layers)
 
 
@@ -253,14 +325,15 @@ def stage_loss(s: Session, stage: str, samples, where: tuple[int, int] = (0, 0))
         loss = sft_loss(student)
         return loss, {"ce": loss.item()}, [], len(student.targets)
 
-    interact = stage == "interact"
-    student = answer_states(s.family, s.student, student_batch, s.student_verbalizers.layers if interact else [])
+    interact, hidden = stage == "interact", stage == "hidden_l2"
+    s_layers = s.student_verbalizers.layers if interact or hidden else []
+    student = answer_states(s.family, s.student, student_batch, s_layers)
     if s.teacher_cache is not None:
         layer_tops, teacher_final, targets = s.teacher_cache.load(*where, s.par.rank)
         teacher_layer = layer_tops.__getitem__
     else:
         with torch.no_grad():
-            t_layers = s.teacher_layers if interact else []
+            t_layers = s.teacher_layers if interact or hidden else []
             teacher = answer_states(s.family, s.teacher, build_batch(s.family, s.teacher_processor, samples), t_layers)
         t_heads = Heads(s.teacher_verbalizers, s.family.final_norm(s.teacher), s.family.lm_head(s.teacher))
         teacher_final, targets = teacher.logits, teacher.targets
@@ -270,6 +343,13 @@ def stage_loss(s: Session, stage: str, samples, where: tuple[int, int] = (0, 0))
 
     if not torch.equal(targets, student.targets):
         raise RuntimeError("teacher and student disagree on the answer tokens (different tokenizers or a stale cache)")
+    if hidden:
+        uniform = match_layers(None, len(s_layers), len(s.teacher_layers), "uniform")
+        pairs = uniform.layer_pairs(s_layers, s.teacher_layers)
+        final = final_kd_loss(teacher_final, student, kl)
+        loss, terms = hidden_l2_loss(teacher, student, pairs, s.projections, final, d.layer_weight, d.final_weight)
+        terms["loss"] = loss.item()
+        return loss, terms, [], len(student.targets)
     if not interact:
         loss = final_kd_loss(teacher_final, student, kl)
         return loss, {"kl_final": loss.item()}, [], len(student.targets)
@@ -278,6 +358,7 @@ def stage_loss(s: Session, stage: str, samples, where: tuple[int, int] = (0, 0))
         return match_layers(
             candidate_kl, len(s.student_verbalizers), len(s.teacher_layers), d.matching, s.generator,
             order=d.order, ranged=d.search_range, temperature=d.match_temperature, scale=d.temperature_scale,
+            rule=d.temperature_rule,
         )
 
     loss, terms, matches = interaction_loss(

@@ -2,15 +2,25 @@
 
 `python -m vlsi_edge.zoo build` reruns exactly what produced the shipped models (same seeds, same
 steps); each model lands in `vlsi_edge/zoo/models/<name>/` with a `card.json` recording how it was
-made and what it scores. The student base is deliberately smaller *and* trained for fewer steps —
-the situation distillation is for: a weak small model next to a strong large one.
+made and what it scores.
+
+The pair is built for the regime VLsI is for (docs/BENCHMARKS.md, "the distillation world"):
+- the teacher is deep (16 decoder layers) and trained on far more labelled data (128k items) with
+  stochastic depth, so its answer forms gradually across depth (`python -m vlsi_edge.bench probe`);
+- the student base is half as deep and narrower, starts from the teacher's frozen vision tower with its
+  own connector (as Qwen2-VL's sizes share one ViT, so the gap sits in the language model), and has only
+  the scarce labelled set: the first `LABELLED` train items, with early stopping on val.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import functools
 import json
 import logging
 import math
+import random
 import platform
 import tempfile
 import time
@@ -23,7 +33,7 @@ from tqdm import tqdm
 
 from vlsi_edge import atomic
 from vlsi_edge.data import ShapesConfig, ShapesVQA, corpus
-from vlsi_edge.evaluate import evaluate_splits
+from vlsi_edge.evaluate import evaluate, evaluate_splits
 from vlsi_edge.families import Family, TinySpec, build_batch, get_family, train_bpe
 
 log = logging.getLogger(__name__)
@@ -31,6 +41,7 @@ log = logging.getLogger(__name__)
 ZOO_DIR = Path(__file__).parent / "models"
 FAMILY = "idefics3"
 VOCAB_SIZE = 512
+LABELLED = 2000  # N_L: the student's labelled items (= DataConfig.labelled's default)
 
 
 @dataclass(frozen=True)
@@ -44,23 +55,31 @@ class ZooRecipe:
     warmup: int = 100
     weight_decay: float = 0.01
     seed: int = 0
+    layer_drop: float = 0.0  # stochastic depth: decoder layer k is skipped with p = layer_drop * (k+1) / L
+    labelled: int | None = None  # train only on the first n train items (epochs in seeded order); None: a fresh stream
+    vision_from: str | None = None  # copy this zoo model's vision tower and keep it frozen
+    eval_every: int = 0  # early stopping: score val every n steps and keep the best (0: keep the last)
 
 
 RECIPES: dict[str, ZooRecipe] = {
     "teacher": ZooRecipe(
         spec=TinySpec(
-            text_layers=8, text_hidden=128, text_heads=4, text_kv_heads=2, text_intermediate=384,
+            text_layers=16, text_hidden=96, text_heads=4, text_kv_heads=2, text_intermediate=256,
             vision_layers=2, vision_hidden=96, vision_heads=4, vision_intermediate=192,
         ),
-        steps=8000,
+        steps=4000,
+        layer_drop=0.2,
     ),
     "student": ZooRecipe(
         spec=TinySpec(
-            text_layers=4, text_hidden=64, text_heads=4, text_kv_heads=2, text_intermediate=128,
-            vision_layers=1, vision_hidden=64, vision_heads=2, vision_intermediate=128,
+            text_layers=8, text_hidden=64, text_heads=4, text_kv_heads=2, text_intermediate=128,
+            vision_layers=2, vision_hidden=96, vision_heads=4, vision_intermediate=192,
         ),
-        steps=2500,
+        steps=1500,
         seed=1,
+        labelled=LABELLED,
+        vision_from="teacher",
+        eval_every=250,
     ),
 }
 
@@ -80,30 +99,106 @@ def _lr_factor(step: int, recipe: ZooRecipe) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def train_model(family: Family, processor, recipe: ZooRecipe, data: ShapesConfig):
-    """Train a fresh model of `recipe.spec` on ShapesVQA train; returns (model, seconds)."""
+@contextlib.contextmanager
+def stochastic_depth(layers: torch.nn.ModuleList, p_max: float, generator: torch.Generator):
+    """While active (training), skip decoder layer k with probability p_max * (k + 1) / L per step.
+
+    LayerDrop (Fan et al. 2019) with the linear rule of stochastic depth (Huang et al. 2016): a skipped
+    layer passes its input through, so every layer learns to refine the residual stream a little rather
+    than to compute the answer in one place. Weights and architecture are unchanged; nothing is dropped
+    at evaluation.
+    """
+    if p_max <= 0:
+        yield
+        return
+    originals = [layer.forward for layer in layers]
+
+    def skippable(forward, p):
+        def run(hidden_states, *args, **kwargs):
+            if layers.training and float(torch.rand((), generator=generator)) < p:
+                return hidden_states
+            return forward(hidden_states, *args, **kwargs)
+
+        return run
+
+    for k, layer in enumerate(layers):
+        layer.forward = skippable(originals[k], p_max * (k + 1) / len(layers))
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward  # back to the class's forward
+
+
+def labelled_items(data: ShapesConfig, n: int, step: int, batch_size: int, seed: int) -> list:
+    """Batch `step` of epochs over the first `n` train items, each epoch in a fresh seeded order."""
+    dataset = ShapesVQA("train", size=n, config=data)
+    first = step * batch_size
+    return [dataset[_epoch_order(n, seed, epoch)[offset]] for epoch, offset in
+            (divmod(position, n) for position in range(first, first + batch_size))]
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    order = list(range(n))
+    random.Random(f"zoo/{seed}/{epoch}").shuffle(order)
+    return order
+
+
+def train_model(family: Family, processor, recipe: ZooRecipe, data: ShapesConfig, vision_source: Path | None = None):
+    """Train a fresh model of `recipe.spec` on ShapesVQA train; returns (model, seconds, training log)."""
     torch.manual_seed(recipe.seed)
     tokenizer = family.tokenizer(processor)
     model = family.load(family.tiny_config(tokenizer, recipe.spec))
+    frozen: set[int] = set()
+    if recipe.vision_from:
+        donor = family.load(vision_source)
+        for mine, theirs in zip(family.vision_modules(model), family.vision_modules(donor)):
+            mine.load_state_dict(theirs.state_dict())
+            frozen |= {id(p) for p in mine.parameters()}
+    params = [p for p in model.parameters() if id(p) not in frozen]
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    for m in family.vision_modules(model) if frozen else ():
+        m.requires_grad_(False).eval()
+    optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, recipe))
-    train = ShapesVQA("train", size=recipe.steps * recipe.batch_size, config=data)
+    stream = ShapesVQA("train", size=recipe.steps * recipe.batch_size, config=data)
+    val = ShapesVQA("val", config=data)
+    val_items = [val[i] for i in range(len(val))]
+    best = (-1.0, 0, None)  # (val accuracy, step, weights)
+    history = []
+    drop_rng = torch.Generator().manual_seed(recipe.seed)
     start = time.perf_counter()
     bar = tqdm(range(recipe.steps), desc="train", mininterval=2)
-    for step in bar:
-        samples = [train[step * recipe.batch_size + i] for i in range(recipe.batch_size)]
-        batch = build_batch(family, processor, samples)
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+    with stochastic_depth(family.decoder_layers(model), recipe.layer_drop, drop_rng):
+        for step in bar:
+            if recipe.labelled:
+                samples = labelled_items(data, recipe.labelled, step, recipe.batch_size, recipe.seed)
+            else:
+                samples = [stream[step * recipe.batch_size + i] for i in range(recipe.batch_size)]
+            loss = model(**build_batch(family, processor, samples)).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+            done = step + 1
+            if recipe.eval_every and (done % recipe.eval_every == 0 or done == recipe.steps):
+                accuracy = evaluate(model, family, processor, val_items)["accuracy"]
+                history.append({"step": done, "val": accuracy, "loss": round(loss.item(), 4)})
+                if accuracy > best[0]:
+                    best = (accuracy, done, copy.deepcopy(model.state_dict()))
+                model.train()
+                for m in family.vision_modules(model) if frozen else ():
+                    m.eval()
+    seconds = time.perf_counter() - start
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+        log.info("early stopping: best val %.3f at step %d of %d", best[0], best[1], recipe.steps)
     model.eval()
-    return model, time.perf_counter() - start
+    return model, seconds, {"val_curve": history, "kept_step": best[1] if best[2] is not None else recipe.steps}
 
 
 def build_zoo(names: tuple[str, ...] = tuple(RECIPES), out_dir: Path = ZOO_DIR) -> dict[str, dict]:
@@ -117,7 +212,8 @@ def build_zoo(names: tuple[str, ...] = tuple(RECIPES), out_dir: Path = ZOO_DIR) 
         recipe = RECIPES[name]
         processor = family.build_processor(tokenizer, recipe.spec)
         log.info("training %s: %s", name, recipe)
-        model, seconds = train_model(family, processor, recipe, data)
+        vision_source = out_dir / recipe.vision_from if recipe.vision_from else None
+        model, seconds, training = train_model(family, processor, recipe, data, vision_source)
         with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
             staging = Path(tmp) / name
             model.save_pretrained(staging)
@@ -133,6 +229,7 @@ def build_zoo(names: tuple[str, ...] = tuple(RECIPES), out_dir: Path = ZOO_DIR) 
                 "data": asdict(data),
                 "train": {k: v for k, v in asdict(recipe).items() if k != "spec"},
                 "wall_time_s": round(seconds, 1),
+                "training": training,
                 "accuracy": {split: _summary(result) for split, result in accuracy.items()},
                 "built_with": {
                     "torch": torch.__version__,
