@@ -1,9 +1,10 @@
 """`python -m vlsi_edge.bench` — the benchmarks behind docs/BENCHMARKS.md.
 
-    python -m vlsi_edge.bench distill                 # VLsI vs baselines and matching ablations, 3 seeds
+    python -m vlsi_edge.bench distill                 # VLsI vs baselines and matching ablations, 5 seeds, paired
     python -m vlsi_edge.bench distill --seeds 0 --set train.sft.steps=50   # a smaller budget
     python -m vlsi_edge.bench runtime                 # eager vs ExecuTorch vs onnxruntime (+ llama.cpp)
     python -m vlsi_edge.bench train-cost              # one interaction / final-KD / SFT step: time, memory
+    python -m vlsi_edge.bench probe --model zoo:teacher   # per-layer verbalizer accuracy: pick target layers
 
 Each writes <name>.json, <name>.md (the table, with this command) and a plot into --out.
 """
@@ -28,7 +29,7 @@ def parse_args(argv):
     parser.add_argument("--out", type=Path, default=Path("docs/bench"), help="where results go (default: docs/bench)")
     sub = parser.add_subparsers(dest="command", required=True)
     distill = sub.add_parser("distill", help="the distillation table on the toy pair")
-    distill.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    distill.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     distill.add_argument("--rows", nargs="+", help="only these rows (default: all); names as in the table")
     distill.add_argument("--runs-dir", type=Path, default=Path("runs/bench-distill"),
                          help="one run directory per (row, seed); finished runs are reused")
@@ -44,6 +45,12 @@ def parse_args(argv):
                          help="models and exports are built here once and reused")
     runtime.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="export target override, e.g. executorch.schemes=[fp32] (fresh --work needed)")
+    probe = sub.add_parser("probe", help="verbalizer probe: first-answer-token accuracy of every decoder layer")
+    probe.add_argument("--model", default="zoo:teacher", help="zoo:<name>, a local checkpoint or tiny:<layers>")
+    probe.add_argument("--family", help="model family (default: from the checkpoint's config.json)")
+    probe.add_argument("--steps", type=int, default=300, help="verbalizer training steps (batch 32)")
+    probe.add_argument("--items", type=int, default=500, help="ShapesVQA val items scored")
+    probe.add_argument("--seed", type=int, default=0)
     cost = sub.add_parser("train-cost", help="one interaction / final-KD / SFT step on the toy pair")
     cost.add_argument("--steps", type=int, default=20)
     cost.add_argument("--warmup", type=int, default=3)
@@ -68,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         result = runtime.run(args.out, args.work, args.models, args.threads, args.items, args.decode_tokens, command,
                              args.overrides)
         print(runtime.markdown(result))
+    elif args.command == "probe":
+        from vlsi_edge.benchmarks import probe
+
+        result = probe.run(args.out, args.model, command, family_name=args.family, steps=args.steps,
+                           items=args.items, seed=args.seed)
+        print(probe.markdown(result, command))
     elif args.command == "train-cost":
         return train_cost(args, argv, command)
     return 0

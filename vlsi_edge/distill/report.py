@@ -1,4 +1,5 @@
-"""The run report: accuracies per stage, time and memory per stage, loss curves, matched-layer heat map."""
+"""The run report: accuracies per stage (next to the teacher, the student base and the zoo card's SFT-only
+reference), time and memory per stage, loss curves, matched-layer heat map, matcher entropy."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ log = logging.getLogger(__name__)
 ROWS = (
     ("teacher", "teacher"),
     ("student_base", "student base"),
-    ("after_step2", "after step 2 (interaction / final-KD)"),
-    ("after_step3", "after step 3 (SFT)"),
+    ("sft_only_reference", "SFT-only reference (zoo card)"),
+    ("after_step2", "after step 2 (interaction / KD baseline)"),
+    ("after_step3", "after step 3 (SFT): this run's student"),
 )
 
 
@@ -36,12 +38,16 @@ def write_report(run: RunDir, progress, session) -> dict:
         "stages": progress.stages,
         "total_wall_time_s": round(sum(st.get("wall_time_s", 0.0) for st in progress.stages.values()), 1),
         "matching_heatmap": progress.heatmap,
+        "match_entropy": progress.match_entropy,
+        "sft_only_reference_command": progress.evals.get("sft_only_reference_command"),
     }
     atomic.write_json(run.path / "report.json", report)
     atomic.write_text(run.path / "report.md", _markdown(report))
     plot_losses(run.read_metrics(), run.path / "loss_curves.png")
     if progress.heatmap:
         plot_heatmap(progress.heatmap, report["student_layers"], report["teacher_layers"], run.path / "matching_heatmap.png")
+    if progress.match_entropy:
+        plot_entropy(progress.match_entropy, report["student_layers"], run.path / "matching_entropy.png")
     return report
 
 
@@ -54,8 +60,23 @@ def _markdown(report: dict) -> str:
         lines += ["## Accuracy (exact match)", "", "| model | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
         for key, label in ROWS:
             if key in accuracy:
-                lines.append(f"| {label} | " + " | ".join(f"{accuracy[key][s]['accuracy']:.3f}" for s in splits) + " |")
+                lines.append(f"| {label} | " + " | ".join(
+                    f"{accuracy[key][s]['accuracy']:.3f}" if s in accuracy[key] else "" for s in splits) + " |")
         lines.append("")
+        if report.get("sft_only_reference_command"):
+            lines += [f"SFT-only reference: `{report['sft_only_reference_command']}` (the zoo card's seed-0 run of "
+                      "the default recipe; compare with the same budget only).", ""]
+        test = {key: accuracy[key]["test"]["per_family"] for key, _ in ROWS
+                if "test" in accuracy.get(key, {}) and "per_family" in accuracy[key]["test"]}
+        families = sorted({f for per in test.values() for f in per})
+        if families:
+            lines += ["Per question family on test:", "", "| model | " + " | ".join(families) + " |",
+                      "|---" * (len(families) + 1) + "|"]
+            for key, label in ROWS:
+                if key in test:
+                    lines.append(f"| {label} | " + " | ".join(
+                        f"{test[key][f]['accuracy']:.3f}" if f in test[key] else "" for f in families) + " |")
+            lines.append("")
     lines += ["## Stages", "", "| stage | steps | wall time (s) | median step (s) | peak RSS (MB) |", "|---|---|---|---|---|"]
     for name, st in report["stages"].items():
         note = " (teacher verbalizers from cache)" if st.get("from_cache") else ""
@@ -64,6 +85,10 @@ def _markdown(report: dict) -> str:
             f"| {st.get('peak_rss_mb', 0)} |"
         )
     lines += ["", f"Total training time: {report['total_wall_time_s']} s.", ""]
+    stop = report["stages"].get("sft", {}).get("early_stopping")
+    if stop:
+        curve = ", ".join(f"{step}: {acc:.3f}" for step, acc in stop["curve"])
+        lines += [f"SFT early stopping: kept step {stop['kept_step']} (val {stop['val']:.3f}); val by step: {curve}.", ""]
     if report["matching_heatmap"]:
         lines += [
             f"Target layers: student {report['student_layers']}, teacher {report['teacher_layers']}. "
@@ -75,7 +100,8 @@ def _markdown(report: dict) -> str:
 
 def plot_losses(metrics: list[dict], path: Path) -> None:
     """One panel per stage, one line per logged loss term."""
-    skip = {"stage", "step", "lr", "step_s", "tokens_per_s", "peak_rss_mb", "matched", "temperatures"}
+    skip = {"stage", "step", "lr", "step_s", "tokens_per_s", "peak_rss_mb", "matched", "temperatures", "match_entropy",
+            "val_accuracy"}
     stages = list(dict.fromkeys(m["stage"] for m in metrics))
     if not stages:
         return
@@ -103,5 +129,23 @@ def plot_heatmap(heatmap: dict, student_layers: list[int], teacher_layers: list[
         ax.set_xlabel("teacher layer")
         ax.set_ylabel("student layer")
         ax.set_title(f"{half} half of step 2")
+    fig.tight_layout()
+    atomic.write_figure(path, fig)
+
+
+def plot_entropy(entropies: list[list[float]], student_layers: list[int], path: Path, window: int = 10) -> None:
+    """Entropy (nats) of the distribution each student target's match is sampled from, per step of step 2
+    (moving average over `window` steps). log(number of candidates) would be uniform sampling; 0 a fixed
+    choice."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for i, layer in enumerate(student_layers):
+        series = [row[i] for row in entropies]
+        smooth = [sum(series[max(0, j - window + 1) : j + 1]) / len(series[max(0, j - window + 1) : j + 1])
+                  for j in range(len(series))]
+        ax.plot(smooth, label=f"student layer {layer}", lw=1)
+    ax.set_xlabel("step of step 2")
+    ax.set_ylabel("matching entropy (nats)")
+    ax.set_title(f"layer-matching sampling entropy ({window}-step mean)", fontsize=10)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     atomic.write_figure(path, fig)

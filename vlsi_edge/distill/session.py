@@ -269,10 +269,10 @@ def evaluate_model(s: Session, model: PreTrainedModel, processor: Any) -> dict:
     return s.par.broadcast_object(result)
 
 
-def card_accuracy(s: Session, source: str) -> dict | None:
-    """A zoo model's recorded accuracy when it was measured exactly as this run would (None otherwise).
+def zoo_card(s: Session, source: str) -> dict | None:
+    """A zoo model's card when its numbers were measured exactly as this run would measure (else None).
 
-    The card's numbers come from the same `evaluate_splits` on the same splits (`python -m vlsi_edge.zoo
+    The card's accuracies come from the same `evaluate_splits` on the same splits (`python -m vlsi_edge.zoo
     evaluate` re-checks them); reusing them saves every run two full evaluations.
     """
     card_path = Path(source) / "card.json"
@@ -286,7 +286,7 @@ def card_accuracy(s: Session, source: str) -> dict | None:
     recorded = card.get("data", {})
     if any(recorded.get(k) != getattr(wanted, k) for k in ("image_size", "seed", "noise")):
         return None
-    return card.get("accuracy")
+    return card
 
 
 def validation_items(s: Session) -> list:

@@ -39,7 +39,7 @@ from vlsi_edge.distill.run_dir import RunDir
 from vlsi_edge.distill.session import (
     Session,
     build_session,
-    card_accuracy,
+    zoo_card,
     evaluate_model,
     stage_parameters,
     validation_accuracy,
@@ -126,14 +126,18 @@ def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progres
     if "teacher" not in progress.evals:
         progress.evals["teacher"] = (
             s.teacher_cache.meta["teacher_accuracy"] if s.teacher_cache
-            else card_accuracy(s, s.teacher_source) or evaluate_model(s, s.teacher, s.teacher_processor)
+            else (zoo_card(s, s.teacher_source) or {}).get("accuracy") or evaluate_model(s, s.teacher, s.teacher_processor)
         )
+    reference = (zoo_card(s, s.student_source) or {}).get("reference", {}).get("sft_only")
+    if reference and "sft_only_reference" not in progress.evals:
+        progress.evals["sft_only_reference"] = reference["accuracy"]
+        progress.evals["sft_only_reference_command"] = reference["command"]
     for index, stage in enumerate(stages):
         if index < progress.stage_index:
             continue
         if stage.name in (*SECOND_STAGE.values(), "sft") and "student_base" not in progress.evals:
             progress.evals["student_base"] = (
-                card_accuracy(s, s.student_source) or evaluate_model(s, s.student, s.student_processor)
+                (zoo_card(s, s.student_source) or {}).get("accuracy") or evaluate_model(s, s.student, s.student_processor)
             )
         if stage.name == "verbalize_teacher" and progress.step == 0 and s.load_cached_teacher_verbalizers():
             progress.stages[stage.name] = {"steps": 0, "wall_time_s": 0.0, "peak_rss_mb": 0.0, "from_cache": True}

@@ -9,7 +9,7 @@ import sys
 from vlsi_edge.data import ShapesConfig
 from vlsi_edge.zoo import load_model
 from vlsi_edge.evaluate import evaluate_splits
-from vlsi_edge.zoo.build import RECIPES, build_zoo
+from vlsi_edge.zoo.build import RECIPES, annotate, build_zoo
 
 TOLERANCE = 0.01  # a re-evaluation may differ from the card by at most 1 point
 
@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="train the zoo models from scratch and save them with their cards")
     build.add_argument("--only", choices=sorted(RECIPES), action="append", help="build only these models")
+    ann = sub.add_parser("annotate", help="re-measure what the cards record beyond accuracy: the teacher's "
+                         "verbalizer probe, the student's SFT-only reference (build runs this too)")
+    ann.add_argument("--only", choices=sorted(RECIPES), action="append")
     ev = sub.add_parser("evaluate", help="re-evaluate the shipped models and compare with their cards")
     ev.add_argument("--only", choices=sorted(RECIPES), action="append")
     args = parser.parse_args(argv)
@@ -28,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build":
         for name, card in build_zoo(names).items():
             print(f"{name}: {card['parameters']:,} parameters, {card['wall_time_s']} s, {_accuracies(card['accuracy'])}")
+        return 0
+
+    if args.command == "annotate":
+        for name in annotate(names):
+            print(f"{name}: card annotated")
         return 0
 
     failed = False

@@ -243,9 +243,48 @@ def build_zoo(names: tuple[str, ...] = tuple(RECIPES), out_dir: Path = ZOO_DIR) 
             atomic.replace_dir(staging, out_dir / name)
         log.info("%s: %s", name, json.dumps(card["accuracy"]))
         cards[name] = card
-    return cards
+    return {**cards, **annotate(names, out_dir)}
 
 
 def _summary(result: dict) -> dict:
     """Keep the numbers a card needs: overall and per-family accuracy and the item count."""
     return {k: result[k] for k in ("accuracy", "total", "per_family") if k in result}
+
+
+def annotate(names: tuple[str, ...] = tuple(RECIPES), out_dir: Path = ZOO_DIR) -> dict[str, dict]:
+    """Measurements a card records about its model's use as a pair, written into the cards:
+
+    teacher  `probe`: the verbalizer probe (`python -m vlsi_edge.bench probe --model zoo:teacher`), the
+             precondition for layer matching — first-answer-token accuracy per layer and family;
+    student  `reference.sft_only`: what plain fine-tuning on the labelled set reaches with the default
+             recipe's budget (`python -m vlsi_edge.train --set distill.method=sft`, seed 0), shown in
+             every training report next to the run's own student.
+    """
+    from vlsi_edge.benchmarks.probe import probe
+    from vlsi_edge.config import load_config
+    from vlsi_edge.distill.run_dir import RunDir
+    from vlsi_edge.distill.trainer import train
+    from vlsi_edge.recipes import RunConfig
+
+    cards = {}
+    for name in names:
+        card_path = out_dir / name / "card.json"
+        card = json.loads(card_path.read_text())
+        if name == "teacher":
+            result = probe(str(out_dir / name))
+            card["probe"] = {k: result[k] for k in ("probe", "chance", "accuracy", "summary")}
+            card["probe"]["command"] = "python -m vlsi_edge.bench probe --model zoo:teacher"
+        elif name == "student":
+            overrides = ["distill.method=sft"]
+            config = load_config(RunConfig, overrides=overrides)
+            with tempfile.TemporaryDirectory() as tmp:
+                progress, _ = train(config, RunDir.create(Path(tmp), "sft-only", config))
+            card["reference"] = {"sft_only": {
+                "accuracy": {split: _summary(r) for split, r in progress.evals["after_step3"].items()},
+                "early_stopping": {k: v for k, v in progress.stages["sft"].get("early_stopping", {}).items()},
+                "command": "python -m vlsi_edge.train " + " ".join(f"--set {o}" for o in overrides),
+                "seed": config.seed,
+            }}
+        atomic.write_json(card_path, card)
+        cards[name] = card
+    return cards
