@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from vlsi_edge.bench import main
 from vlsi_edge.benchmarks.runtime import decoder_bytes_per_token
 
@@ -18,11 +20,16 @@ def test_distill_table_runs_and_reports_gap_closed(tmp_path):
     result = json.loads((tmp_path / "out" / "distill.json").read_text())
     rows = result["rows"]
     assert set(rows) == {"teacher", "student base", "SFT only", "VLsI (adaptive matching)"}
-    teacher, base = rows["teacher"]["test"]["mean"], rows["student base"]["test"]["mean"]
+    teacher, base = rows["teacher"]["test"]["overall"]["mean"], rows["student base"]["test"]["overall"]["mean"]
     for name in ("SFT only", "VLsI (adaptive matching)"):
-        test = rows[name]["test"]
+        test = rows[name]["test"]["overall"]
         assert test["values"] == [test["mean"]] and 0 <= test["mean"] <= 1
         assert abs(test["gap_closed"] - (test["mean"] - base) / (teacher - base)) < 1e-9
+    # The one paired comparison both rows allow, from one seed: the difference, no interval.
+    (comparison,) = result["comparisons"]
+    assert (comparison["a"], comparison["b"]) == ("VLsI (adaptive matching)", "SFT only")
+    vlsi, sft = rows["VLsI (adaptive matching)"]["test"]["overall"]["mean"], rows["SFT only"]["test"]["overall"]["mean"]
+    assert comparison["test"]["overall"]["mean"] == pytest.approx(vlsi - sft)
     assert (tmp_path / "out" / "distill.png").stat().st_size > 0
     assert "| VLsI (adaptive matching) |" in (tmp_path / "out" / "distill.md").read_text()
     # A second call reuses the finished runs (no training): same numbers.
@@ -67,7 +74,7 @@ def test_train_cost_times_each_objective_in_its_own_process(tmp_path):
                  "--set", "train.batch_size=4"]) == 0
     result = json.loads((tmp_path / "train_cost.json").read_text())
     rows = result["rows"]
-    assert set(rows) == {"interact", "final_kd", "sft"}
+    assert set(rows) == {"interact", "final_kd", "hidden_l2", "sft"}
     for row in rows.values():
         assert 0 < row["min_step_s"] <= row["median_step_s"] <= row["max_step_s"]
         assert row["batch_size"] == 4 and row["trainable_parameters"] > 0

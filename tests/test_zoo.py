@@ -31,15 +31,35 @@ def test_cards_record_how_each_model_was_made(pair):
         assert card["train"]["steps"] > 0 and card["data"]["seed"] == 0
 
 
-def test_teacher_is_bigger_and_clearly_better(pair):
+def test_teacher_is_deeper_and_clearly_better(pair):
     t, s = pair.teacher, pair.student
-    assert len(t.family.decoder_layers(t.model)) >= 8
-    assert len(s.family.decoder_layers(s.model)) <= 4
+    assert len(t.family.decoder_layers(t.model)) >= 2 * len(s.family.decoder_layers(s.model)) >= 16
     assert t.card["parameters"] > 3 * s.card["parameters"]
     t_acc, s_acc = t.card["accuracy"]["test"]["accuracy"], s.card["accuracy"]["test"]["accuracy"]
-    assert t_acc - s_acc >= 0.20
+    assert t_acc - s_acc >= 0.10
     # Clearly above chance: the test split's majority baselines average about 0.26.
-    assert s_acc >= 0.35
+    assert s_acc >= 0.30
+
+
+def test_student_starts_from_the_teachers_vision_tower(pair):
+    """As Qwen2-VL's sizes share one ViT: the same (frozen) tower, so the gap sits in the language model."""
+    t, s = pair.teacher, pair.student
+    (t_vision,), (s_vision,) = t.family.vision_modules(t.model), s.family.vision_modules(s.model)
+    t_state, s_state = t_vision.state_dict(), s_vision.state_dict()
+    assert t_state.keys() == s_state.keys()
+    assert all(torch.equal(t_state[k], s_state[k]) for k in t_state)
+    assert s.card["train"]["labelled"] == 2000 and s.card["train"]["vision_from"] == "teacher"
+
+
+def test_cards_record_the_teachers_probe_and_the_sft_only_reference(pair):
+    """The precondition for layer matching, as the zoo build measured it: the teacher's verbalized answer
+    accuracy rises across depth instead of jumping in one layer."""
+    probe = pair.teacher.card["probe"]
+    assert len(probe["accuracy"]) == len(pair.teacher.family.decoder_layers(pair.teacher.model))  # 15 layers + final
+    assert probe["summary"]["rise"] > 0.3 and probe["summary"]["largest_step_share"] < 0.5
+    reference = pair.student.card["reference"]["sft_only"]
+    assert reference["command"] == "python -m vlsi_edge.train --set distill.method=sft"
+    assert set(reference["accuracy"]) == {"val", "test", "holdout"}
 
 
 def test_pair_shares_a_vocabulary(pair):

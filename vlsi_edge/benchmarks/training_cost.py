@@ -1,6 +1,6 @@
-"""What one optimizer step of each objective costs: VLsI interaction vs final-layer KD vs SFT.
+"""What one optimizer step of each objective costs: VLsI interaction vs final-layer KD vs hidden-state L2 vs SFT.
 
-Same pair (the toy teacher and student), same batches (the student stream's first steps), same
+Same pair (the toy teacher and student), same batches (each objective's stream's first steps), same
 optimizer; each objective runs `steps` timed steps after `warmup` untimed ones, from a fresh session so
 no step benefits from another's caches. The interaction step includes the teacher's forward pass and
 the layer matching; the verbalizers are freshly initialised (their values do not change the cost).
@@ -20,7 +20,7 @@ from vlsi_edge.distill.trainer import stage_loss
 from vlsi_edge.memory import peak_rss_mb, reset_peak_rss
 from vlsi_edge.recipes import RunConfig
 
-OBJECTIVES = {"interact": "vlsi", "final_kd": "final-kd", "sft": "sft"}
+OBJECTIVES = {"interact": "vlsi", "final_kd": "final-kd", "hidden_l2": "hidden-l2", "sft": "sft"}
 
 
 def step_cost(objective: str, steps: int, warmup: int, overrides: list[str]) -> dict:
@@ -31,7 +31,7 @@ def step_cost(objective: str, steps: int, warmup: int, overrides: list[str]) -> 
     times = []
     reset_peak_rss()
     for step in range(warmup + steps):
-        samples = session.batch("unlabelled", step, 0)
+        samples = session.batch("labelled" if objective == "sft" else "unlabelled", step, 0)
         tick = time.perf_counter()
         loss, _, _, _ = stage_loss(session, objective, samples, (step, 0))
         loss.backward()
@@ -47,7 +47,8 @@ def step_cost(objective: str, steps: int, warmup: int, overrides: list[str]) -> 
 def markdown(result: dict) -> str:
     sft = result["rows"]["sft"]["median_step_s"]
     lines = ["| step | median s (min–max) | vs SFT | peak RSS MB | trainable params |", "|---|---|---|---|---|"]
-    names = {"interact": "VLsI interaction (step 2)", "final_kd": "final-layer KD", "sft": "SFT"}
+    names = {"interact": "VLsI interaction (step 2)", "final_kd": "final-layer KD", "hidden_l2": "hidden-state L2",
+             "sft": "SFT"}
     for key, r in result["rows"].items():
         lines.append(f"| {names[key]} | {r['median_step_s']:.4f} ({r['min_step_s']:.4f}–{r['max_step_s']:.4f}) | "
                      f"{r['median_step_s'] / sft:.2f}x | {r['peak_rss_mb']:.0f} | {r['trainable_parameters']:,} |")
