@@ -23,6 +23,7 @@ TINY_RUN = [
     "train.verbalize.steps=2",
     "train.interact.steps=3",
     "train.sft.steps=2",
+    "train.early_stopping=0",
     "train.checkpoint_every=1",
     "train.log_every=1",
 ]

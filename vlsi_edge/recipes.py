@@ -118,7 +118,7 @@ class StageConfig:
 class TrainConfig:
     verbalize: StageConfig = option(StageConfig(steps=150, lr=2e-3), "step 1: verbalizers (backbones frozen)")
     interact: StageConfig = option(StageConfig(steps=300, lr=5e-4), "step 2: adaptive layer matching")
-    sft: StageConfig = option(StageConfig(steps=300, lr=5e-4), "step 3: supervised fine-tuning")
+    sft: StageConfig = option(StageConfig(steps=200, lr=5e-4), "step 3: supervised fine-tuning")
     batch_size: int = option(32, "examples per optimizer step (per process)")
     grad_accum: int = option(1, "micro-batches per optimizer step")
     weight_decay: float = option(0.0, "AdamW weight decay")
@@ -131,8 +131,9 @@ class TrainConfig:
         "(peak interact.lr, warm-up interact.warmup, floor sft.lr_min); per-stage: each stage its own"
     )
     early_stopping: int = option(
-        0, "SFT stages: score val every n steps (and before the first) and keep the best student (0: keep the last)"
+        50, "SFT stages: score val every n steps (and before the first) and keep the best student (0: keep the last)"
     )
+    evaluate_after_step2: bool = option(True, "score every split after step 2 / the KD baseline (not only after step 3)")
     checkpoint_every: int = option(100, "save a resumable checkpoint every n steps")
     log_every: int = option(10, "write metrics every n steps")
 

@@ -118,7 +118,10 @@ def table(runs_dir: Path, seeds: list[int], extra: list[str], rows: list[str] | 
     unknown = set(rows or ()) - set(known)
     if unknown:
         raise ValueError(f"unknown rows {sorted(unknown)}; known: {', '.join(known)}")
-    reports = {row: [train_run(runs_dir, row, seed, extra) for seed in seeds] for row in (rows or ROWS)}
+    rows = list(rows or ROWS)
+    # Seed-major: every row of seed 0, then of seed 1, ... so an interrupted table already pairs all rows.
+    runs = {(seed, row): train_run(runs_dir, row, seed, extra) for seed in seeds for row in rows}
+    reports = {row: [runs[seed, row] for seed in seeds] for row in rows}
     first = next(iter(reports.values()))[0]["accuracy"]
     teacher, base = first["teacher"], first["student_base"]
     families = sorted(teacher["test"]["per_family"])

@@ -169,7 +169,8 @@ def _finish_stage(s: Session, run: RunDir, stage: Stage, progress: Progress) -> 
     if stage.name in SECOND_STAGE.values():
         s.merge_lora()
         progress.lora_active = False
-        progress.evals["after_step2"] = evaluate_model(s, s.student, s.student_processor)
+        if s.config.train.evaluate_after_step2:
+            progress.evals["after_step2"] = evaluate_model(s, s.student, s.student_processor)
     elif stage.name == "sft":
         progress.evals["after_step3"] = evaluate_model(s, s.student, s.student_processor)
     elif stage.name == "verbalize_teacher" and not progress.stages[stage.name].get("from_cache"):
