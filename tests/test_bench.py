@@ -30,6 +30,8 @@ def test_distill_table_runs_and_reports_gap_closed(tmp_path):
     assert (comparison["a"], comparison["b"]) == ("VLsI (adaptive matching)", "SFT only")
     vlsi, sft = rows["VLsI (adaptive matching)"]["test"]["overall"]["mean"], rows["SFT only"]["test"]["overall"]["mean"]
     assert comparison["test"]["overall"]["mean"] == pytest.approx(vlsi - sft)
+    # Matching uniformity exists for the row that samples matches, not for SFT only.
+    assert 0 <= rows["VLsI (adaptive matching)"]["match_uniformity"] <= 1 and "match_uniformity" not in rows["SFT only"]
     assert (tmp_path / "out" / "distill.png").stat().st_size > 0
     assert "| VLsI (adaptive matching) |" in (tmp_path / "out" / "distill.md").read_text()
     # A second call reuses the finished runs (no training): same numbers.

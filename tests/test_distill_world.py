@@ -55,6 +55,30 @@ def test_match_entropy_is_the_entropy_of_the_sampling_distribution():
     assert match_layers(candidate_kl, 2, 4, "random", gen).entropies == pytest.approx([math.log(4)] * 2)
 
 
+def test_match_uniformity_is_entropy_over_its_uniform_ceiling():
+    """1 for random matching (uniform by construction), 0 for a fixed choice, None with one candidate, and
+    the paper's temperature on KLs a few tenths of a nat apart is close to uniform, the scale-invariant
+    rule is not."""
+    from vlsi_edge.distill.report import mean_uniformity
+    from vlsi_edge.distill.trainer import _uniformity
+
+    kls = torch.tensor([0.30, 0.10, 0.45, 0.20, 0.35])
+
+    def candidate_kl(i_s, cands):
+        return kls[cands]
+
+    gen = torch.Generator().manual_seed(0)
+    assert _uniformity([match_layers(candidate_kl, 1, 5, "random", gen)], 0) == pytest.approx(1.0)
+    assert _uniformity([match_layers(candidate_kl, 1, 5, "adaptive", gen, temperature=1e-6)], 0) == pytest.approx(0.0, abs=1e-4)
+    paper = _uniformity([match_layers(candidate_kl, 1, 5, "adaptive", gen, rule="paper")], 0)
+    invariant = _uniformity([match_layers(candidate_kl, 1, 5, "adaptive", gen, rule="scale-invariant")], 0)
+    assert paper > 0.99 and invariant < 0.9
+    last = match_layers(candidate_kl, 2, 2, "adaptive", gen)  # the last target of t_s == t_l has one candidate
+    assert len(last.candidates[1]) == 1 and _uniformity([last], 1) is None
+    assert mean_uniformity([[1.0, None], [0.5, 0.0]]) == pytest.approx(0.5)
+    assert mean_uniformity([[None]]) is None
+
+
 # ---- hidden-state L2 baseline -------------------------------------------------------------------
 
 

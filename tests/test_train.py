@@ -249,12 +249,17 @@ def test_cli_run_writes_report_plots_and_latest(tmp_path, capsys):
     run = tmp_path / "cli"
     report = json.loads((run / "report.json").read_text())
     assert (tmp_path / "latest").resolve() == run.resolve()
-    for name in ("report.md", "loss_curves.png", "matching_heatmap.png", "config.yaml", "student/config.json",
-                 "verbalizers/student/verbalizers.json", "verbalizers/teacher/verbalizers.safetensors"):
+    for name in ("report.md", "loss_curves.png", "matching_heatmap.png", "matching_entropy.png", "config.yaml",
+                 "student/config.json", "verbalizers/student/verbalizers.json", "verbalizers/teacher/verbalizers.safetensors"):
         assert (run / name).is_file(), name
     # The heat map counts every step-2 match: steps x student targets.
     counts = sum(sum(row) for half in report["matching_heatmap"].values() for row in half)
     assert counts == 3 * len(report["student_layers"])
+    # Matching uniformity: one value per step and target, each a share of the uniform entropy.
+    assert len(report["match_uniformity"]) == 3
+    values = [u for row in report["match_uniformity"] for u in row if u is not None]
+    assert values and all(0 <= u <= 1 + 1e-6 for u in values)
+    assert report["mean_match_uniformity"] == pytest.approx(sum(values) / len(values), abs=1e-4)
     assert "after step 3 (SFT)" in (run / "report.md").read_text()
     # Bad input: a second run with the same name is refused without touching the first.
     before = (run / "report.json").read_bytes()

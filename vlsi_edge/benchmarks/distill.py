@@ -154,6 +154,9 @@ def table(runs_dir: Path, seeds: list[int], extra: list[str], rows: list[str] | 
                                       "gap_closed": (float(np.mean(vals)) - fixed["student base"][s][k]) / gap if gap > 0 else None}
         summary[row]["train_s"] = float(np.median([r["total_wall_time_s"] for r in reports[row]]))
         summary[row]["kept_sft_step"] = [r["stages"].get("sft", {}).get("early_stopping", {}).get("kept_step") for r in reports[row]]
+        uniformity = [r.get("mean_match_uniformity") for r in reports[row]]
+        if all(u is not None for u in uniformity):
+            summary[row]["match_uniformity"] = float(np.mean(uniformity))
     comparisons = []
     for a, b, question in COMPARISONS:
         if a in per_seed and b in per_seed:
@@ -215,6 +218,11 @@ def markdown(result: dict, command: str) -> str:
             cells.append(f"{v['mean']:.3f} ± {v['std']:.3f}" if "values" in v else f"{v['mean']:.3f}")
         cells.append(f"{r['train_s']:.0f}" if "train_s" in r else "")
         lines.append("| " + " | ".join(cells) + " |")
+    sampled = {row: r["match_uniformity"] for row, r in result["rows"].items() if "match_uniformity" in r}
+    if sampled:
+        lines += ["", "Layer matching's sampling entropy as a share of uniform sampling over the search range "
+                  "(1 = uniform, 0 = always the same layer; mean over steps, targets and seeds): "
+                  + "; ".join(f"{row} {u:.3f}" for row, u in sampled.items()) + "."]
     lines += ["", "Paired differences (A - B, accuracy points; mean over seeds [95% t-interval]):", "",
               "| A - B | question | test, scored | hold-out, scored | test, all | hold-out, all |", "|---|---|---|---|---|---|"]
     for c in result["comparisons"]:

@@ -39,6 +39,8 @@ def write_report(run: RunDir, progress, session) -> dict:
         "total_wall_time_s": round(sum(st.get("wall_time_s", 0.0) for st in progress.stages.values()), 1),
         "matching_heatmap": progress.heatmap,
         "match_entropy": progress.match_entropy,
+        "match_uniformity": progress.match_uniformity,
+        "mean_match_uniformity": mean_uniformity(progress.match_uniformity),
         "sft_only_reference_command": progress.evals.get("sft_only_reference_command"),
     }
     atomic.write_json(run.path / "report.json", report)
@@ -46,8 +48,8 @@ def write_report(run: RunDir, progress, session) -> dict:
     plot_losses(run.read_metrics(), run.path / "loss_curves.png")
     if progress.heatmap:
         plot_heatmap(progress.heatmap, report["student_layers"], report["teacher_layers"], run.path / "matching_heatmap.png")
-    if progress.match_entropy:
-        plot_entropy(progress.match_entropy, report["student_layers"], run.path / "matching_entropy.png")
+    if progress.match_uniformity:
+        plot_uniformity(progress.match_uniformity, report["student_layers"], run.path / "matching_entropy.png")
     return report
 
 
@@ -95,12 +97,20 @@ def _markdown(report: dict) -> str:
             "Matched-layer counts: `matching_heatmap.png`; loss terms: `loss_curves.png`.",
             "",
         ]
+    if report.get("mean_match_uniformity") is not None:
+        lines += [
+            f"Layer matching sampled at {report['mean_match_uniformity']:.3f} of the uniform distribution's entropy "
+            "(mean over steps and targets with a choice; 1 = uniform over the search range, 0 = always the same "
+            "layer): `matching_entropy.png`.",
+            "",
+        ]
     return "\n".join(lines)
 
 
 def plot_losses(metrics: list[dict], path: Path) -> None:
     """One panel per stage, one line per logged loss term."""
     skip = {"stage", "step", "lr", "step_s", "tokens_per_s", "peak_rss_mb", "matched", "temperatures", "match_entropy",
+            "match_uniformity",
             "val_accuracy"}
     stages = list(dict.fromkeys(m["stage"] for m in metrics))
     if not stages:
@@ -133,19 +143,29 @@ def plot_heatmap(heatmap: dict, student_layers: list[int], teacher_layers: list[
     atomic.write_figure(path, fig)
 
 
-def plot_entropy(entropies: list[list[float]], student_layers: list[int], path: Path, window: int = 10) -> None:
-    """Entropy (nats) of the distribution each student target's match is sampled from, per step of step 2
-    (moving average over `window` steps). log(number of candidates) would be uniform sampling; 0 a fixed
-    choice."""
+def mean_uniformity(uniformity: list[list[float | None]]) -> float | None:
+    """Mean of entropy / log(candidates) over every step and every target that had a choice."""
+    values = [u for row in uniformity for u in row if u is not None]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def plot_uniformity(uniformity: list[list[float | None]], student_layers: list[int], path: Path, window: int = 10) -> None:
+    """Per step of step 2, the entropy of the distribution each student target's match is sampled from,
+    divided by log(number of candidates) (moving average over `window` steps): 1 is uniform sampling over
+    the search range, 0 a fixed choice. Steps where a target had a single candidate are left out."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for i, layer in enumerate(student_layers):
-        series = [row[i] for row in entropies]
+        points = [(j, row[i]) for j, row in enumerate(uniformity) if row[i] is not None]
+        if not points:
+            continue
+        steps, series = zip(*points)
         smooth = [sum(series[max(0, j - window + 1) : j + 1]) / len(series[max(0, j - window + 1) : j + 1])
                   for j in range(len(series))]
-        ax.plot(smooth, label=f"student layer {layer}", lw=1)
+        ax.plot(steps, smooth, label=f"student layer {layer}", lw=1)
+    ax.set_ylim(-0.02, 1.05)
     ax.set_xlabel("step of step 2")
-    ax.set_ylabel("matching entropy (nats)")
-    ax.set_title(f"layer-matching sampling entropy ({window}-step mean)", fontsize=10)
+    ax.set_ylabel("entropy / log(candidates)")
+    ax.set_title(f"layer-matching sampling: 1 = uniform over the candidates ({window}-step mean)", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     atomic.write_figure(path, fig)

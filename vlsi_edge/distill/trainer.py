@@ -108,6 +108,7 @@ class Progress:
     stages: dict = field(default_factory=dict)  # stage -> {"wall_time_s", "peak_rss_mb", "steps", ...}
     heatmap: dict = field(default_factory=dict)  # "early" | "late" -> [t_s][t_l] match counts
     match_entropy: list = field(default_factory=list)  # per interaction step: sampling entropy per student target
+    match_uniformity: list = field(default_factory=list)  # per step and target: entropy / log(candidates), None if 1
     early_stopping: dict = field(default_factory=dict)  # SFT: {"curve": [[step, val]], "best": [val, step]}
     lora_active: bool = False
 
@@ -251,6 +252,7 @@ def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_
                 record["matched"] = pairs
                 record["temperatures"] = [round(t, 4) for t in matches[0].temperatures]
                 record["match_entropy"] = progress.match_entropy[-1]
+                record["match_uniformity"] = progress.match_uniformity[-1]
             if early is not None and progress.early_stopping["curve"][-1][0] == done:
                 record["val_accuracy"] = progress.early_stopping["curve"][-1][1]
             run.log_metrics(record)
@@ -305,7 +307,15 @@ def _record_matches(s: Session, progress: Progress, matches, step: int, steps: i
             grid[i_s][i_l] += 1
     entropies = [statistics.fmean(m.entropies[i] for m in matches) for i in range(t_s)]
     progress.match_entropy.append([round(e, 4) for e in entropies])
+    progress.match_uniformity.append([_uniformity(matches, i) for i in range(t_s)])
     return matches[0].layer_pairs(s.student_verbalizers.layers, s.teacher_layers)
+
+
+def _uniformity(matches, i: int) -> float | None:
+    """How close target i's sampling was to uniform over its candidates: entropy / log(candidates), averaged
+    over the micro-batches' matches (1 = uniform, 0 = always the same layer); None with a single candidate."""
+    values = [m.entropies[i] / math.log(len(m.candidates[i])) for m in matches if len(m.candidates[i]) > 1]
+    return round(statistics.fmean(values), 4) if values else None
 
 
 def stage_loss(s: Session, stage: str, samples, where: tuple[int, int] = (0, 0)):
