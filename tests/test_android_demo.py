@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from vlsi_edge import app
-from vlsi_edge.deploy.manifest import load_manifest
+from vlsi_edge.contracts.manifest import load_manifest
 from vlsi_edge.runtime.executorch_runner import ExecuTorchVLM
 
 CORE = Path(__file__).resolve().parents[1] / "android_demo" / "core"

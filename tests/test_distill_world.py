@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from tests.test_train import tiny_config
+from vlsi_edge.contracts.run_dir import RunDir
 from vlsi_edge.distill import trainer
 from vlsi_edge.distill.matching import adaptive_temperature, match_layers
 from vlsi_edge.distill.parallel import Parallel
-from vlsi_edge.distill.run_dir import RunDir
 from vlsi_edge.distill.session import build_session, stage_parameters
 from vlsi_edge.evaluate import evaluate, generate_answers
 

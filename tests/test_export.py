@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from vlsi_edge.contracts.manifest import ArtifactError, load_manifest, sha256
 from vlsi_edge.data import ShapesConfig
-from vlsi_edge.deploy.manifest import ArtifactError, load_manifest, sha256
 from vlsi_edge.deploy.parts import split_model
 from vlsi_edge.deploy.pipeline import Source, export_target, resolve_source
 from vlsi_edge.deploy.targets import load_target

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from vlsi_edge.config import load_config
+from vlsi_edge.contracts.run_dir import RunDir
 from vlsi_edge.distill import trainer
-from vlsi_edge.distill.run_dir import RunDir
 from vlsi_edge.recipes import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]

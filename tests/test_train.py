@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from vlsi_edge.config import ConfigError, load_config
+from vlsi_edge.contracts.run_dir import RunDir
 from vlsi_edge.distill import trainer
 from vlsi_edge.distill.parallel import Parallel
-from vlsi_edge.distill.run_dir import RunDir
 from vlsi_edge.distill.session import build_session, stage_parameters
 from vlsi_edge.recipes import RunConfig
 

@@ -80,7 +80,7 @@ def prepare_python(export_dir: Path, image: Path, question: str, artifact: str |
     from PIL import Image, UnidentifiedImageError
 
     from vlsi_edge.deploy.app_golden import app_inputs
-    from vlsi_edge.deploy.manifest import ArtifactError, load_manifest, verified_artifact
+    from vlsi_edge.contracts.manifest import ArtifactError, load_manifest, verified_artifact
     from vlsi_edge.families.sources import family_of
 
     try:

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 from vlsi_edge.config import ConfigError, describe, load_config
+from vlsi_edge.contracts.run_dir import RunDir
 from vlsi_edge.distill.parallel import Parallel
 from vlsi_edge.distill.report import write_report
-from vlsi_edge.distill.run_dir import RunDir
 from vlsi_edge.recipes import RunConfig
 
 

@@ -55,7 +55,7 @@ def model_dir_for(model: str, work: Path) -> Path:
 
 def prepare(model: str, work: Path, threads: int, overrides: list[str]) -> tuple[Path, dict[str, Path]]:
     """(model dir, {export name: export dir}) for `model`, exporting only what is not cached yet."""
-    from vlsi_edge.deploy.manifest import MANIFEST
+    from vlsi_edge.contracts.manifest import MANIFEST
     from vlsi_edge.deploy.pipeline import Source, export_target
     from vlsi_edge.deploy.targets import load_target
 
@@ -124,7 +124,7 @@ def summarize(run: dict) -> dict:
 
 def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens: int, bandwidth: float | None,
                 overrides: list[str]) -> dict:
-    from vlsi_edge.deploy.manifest import MANIFEST
+    from vlsi_edge.contracts.manifest import MANIFEST
     from vlsi_edge.validate.run import run_worker
 
     start = time.perf_counter()

@@ -233,3 +233,8 @@ def corpus(n: int, config: ShapesConfig | None = None) -> Iterator[str]:
     for i in range(n):
         _, question, answer = dataset.text(i)
         yield f"{question} {answer}"
+
+
+def shapes_config(data) -> ShapesConfig:
+    """The ShapesVQA world of a recipe's `data` section (a `recipes.DataConfig`)."""
+    return ShapesConfig(image_size=data.image_size, seed=data.seed, noise=data.noise)

@@ -20,11 +20,13 @@ import torch
 from PIL import Image
 
 from vlsi_edge import atomic
+from vlsi_edge.contracts.manifest import FORMAT_VERSION, MANIFEST, file_entry
+from vlsi_edge.contracts.run_dir import RunDir
 from vlsi_edge.data import ShapesConfig, ShapesVQA, VQASample
+from vlsi_edge.data.shapes import shapes_config
 from vlsi_edge.deploy.app_golden import GOLDEN_INDEX, write_app_golden
 from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
 from vlsi_edge.deploy.hf_files import write_hf_files
-from vlsi_edge.deploy.manifest import FORMAT_VERSION, MANIFEST, file_entry
 from vlsi_edge.deploy.onnx_export import export_onnx
 from vlsi_edge.deploy.parts import split_model
 from vlsi_edge.deploy.quantize import ONNX_GRAPHS, quantize_onnx, quantize_parts
@@ -62,15 +64,8 @@ def resolve_source(run: Path | None, model: str | None, runs_dir: Path = Path("r
             log.warning("no training run under %s; exporting the shipped toy student (zoo:student)", runs_dir)
             return resolve_source(None, "zoo:student")
         run = latest
-    run = run.resolve()
-    if not (run / "student" / "config.json").is_file():
-        raise FileNotFoundError(f"{run}: no student/ model in this run directory (has the run finished?)")
-    from vlsi_edge.config import load_config
-    from vlsi_edge.distill.data import shapes_config
-    from vlsi_edge.recipes import RunConfig
-
-    config = load_config(RunConfig, run / "config.yaml")
-    return Source(run / "student", run.name, shapes_config(config.data))
+    finished = RunDir.finished(run)
+    return Source(finished.student_path, finished.path.name, shapes_config(finished.load_config().data))
 
 
 # ------------------------------------------------------------------------------------------------

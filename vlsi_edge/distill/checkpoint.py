@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vlsi_edge import atomic
-from vlsi_edge.distill.run_dir import RunDir
+from vlsi_edge.contracts.run_dir import RunDir
 
 
 def exists(run: RunDir) -> bool:

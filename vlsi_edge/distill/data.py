@@ -31,10 +31,6 @@ _POOL_START = {"labelled": 0, "unlabelled": 2**30}  # ShapesVQA train indices: t
 _UNLIMITED_START = {"labelled": 0, "unlabelled": 2**30, "verbalizer": 2**30 + 2**29}
 
 
-def shapes_config(data: DataConfig) -> ShapesConfig:
-    return ShapesConfig(image_size=data.image_size, seed=data.seed, noise=data.noise)
-
-
 def teacher_answered(stream: str) -> bool:
     """Streams whose answers come from the teacher (when `data.distill_answers` is 'teacher')."""
     return _POOL[stream] == "unlabelled"

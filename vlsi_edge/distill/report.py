@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only; no display here or on a training server
 import matplotlib.pyplot as plt  # noqa: E402
 
 from vlsi_edge import atomic  # noqa: E402
-from vlsi_edge.distill.run_dir import RunDir  # noqa: E402
+from vlsi_edge.contracts.run_dir import RunDir  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from transformers import PreTrainedModel
 
 from vlsi_edge.config import ConfigError
 from vlsi_edge.data import load_conversations
-from vlsi_edge.distill.data import TrainData, shapes_config, teacher_answered
+from vlsi_edge.data.shapes import shapes_config
+from vlsi_edge.distill.data import TrainData, teacher_answered
 from vlsi_edge.distill.pseudo_labels import PseudoLabels
 from vlsi_edge.distill.parallel import Parallel
 from vlsi_edge.distill.teacher_cache import TeacherCache, pseudo_label_file

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from vlsi_edge.contracts.run_dir import RunDir
 from vlsi_edge.distill import checkpoint as ckpt
 from vlsi_edge.distill.matching import match_layers
 from vlsi_edge.memory import peak_rss_mb, reset_peak_rss
 from vlsi_edge.distill.parallel import Parallel
-from vlsi_edge.distill.run_dir import RunDir
 from vlsi_edge.distill.session import (
     Session,
     build_session,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlsi_edge.deploy.manifest import verified_artifact
+from vlsi_edge.contracts.manifest import verified_artifact
 from vlsi_edge.runtime.loop import Generation, greedy
 
 

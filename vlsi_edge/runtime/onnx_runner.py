@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from vlsi_edge.deploy.manifest import verified_artifact
+from vlsi_edge.contracts.manifest import verified_artifact
 from vlsi_edge.runtime.loop import Generation, greedy
 
 

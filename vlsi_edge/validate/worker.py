@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    from vlsi_edge.deploy.manifest import load_manifest
+    from vlsi_edge.contracts.manifest import load_manifest
     from vlsi_edge.runtime.loop import greedy
 
     manifest = load_manifest(args.export_dir)

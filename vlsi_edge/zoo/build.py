@@ -307,7 +307,7 @@ def annotate(names: tuple[str, ...] = tuple(RECIPES), out_dir: Path = ZOO_DIR) -
     """
     from vlsi_edge.benchmarks.probe import probe
     from vlsi_edge.config import load_config
-    from vlsi_edge.distill.run_dir import RunDir
+    from vlsi_edge.contracts.run_dir import RunDir
     from vlsi_edge.distill.trainer import train
     from vlsi_edge.recipes import RunConfig
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from vlsi_edge import atomic
-from vlsi_edge.config import ConfigError, dump_yaml
+from vlsi_edge.config import ConfigError, dump_yaml, load_config
 
 
 class RunDir:
@@ -51,6 +51,24 @@ class RunDir:
             shown = "; ".join(f"{k}: run has {a!r}, now {b!r}" for k, a, b in diffs[:6])
             raise ConfigError(f"cannot resume {run.path} with a different config ({shown}); start a new run instead")
         return run
+
+    @classmethod
+    def finished(cls, path: str | Path) -> "RunDir":
+        """A run whose student is saved (what export reads); a clear error for anything else."""
+        run = cls(Path(path).resolve())
+        if not (run.student_path / "config.json").is_file():
+            raise FileNotFoundError(f"{run.path}: no student/ model in this run directory (has the run finished?)")
+        return run
+
+    def load_config(self):
+        """The run's resolved `RunConfig`."""
+        from vlsi_edge.recipes import RunConfig
+
+        return load_config(RunConfig, self.config_path)
+
+    @property
+    def student_path(self) -> Path:
+        return self.path / "student"
 
     @property
     def config_path(self) -> Path:
