@@ -22,7 +22,8 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from vlsi_edge.data import DatasetError, ShapesConfig, ShapesVQA, VQASample, load_conversations
+from vlsi_edge.data import DatasetError, ShapesVQA, VQASample, load_conversations
+from vlsi_edge.data.shapes import shapes_config
 from vlsi_edge.recipes import DataConfig
 
 STREAMS = ("labelled", "unlabelled", "verbalizer")
