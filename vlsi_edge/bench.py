@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from vlsi_edge import atomic
+from vlsi_edge import atomic, logs
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m vlsi_edge.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("docs/bench"), help="where results go (default: docs/bench)")
+    logs.add_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     distill = sub.add_parser("distill", help="the distillation table on the toy pair")
     distill.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -62,7 +62,7 @@ def parse_args(argv):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(args.verbose)
     command = shlex.join(["python", "-m", "vlsi_edge.bench", *argv])
     if args.command == "distill":
         from vlsi_edge.benchmarks.distill import markdown, run

@@ -15,11 +15,11 @@ everything), 2 on bad input.
 from __future__ import annotations
 
 import argparse
-import logging
 import shlex
 import sys
 from pathlib import Path
 
+from vlsi_edge import logs
 from vlsi_edge.config import ConfigError, describe
 from vlsi_edge.deploy.targets import TargetConfig, known_targets, load_target
 
@@ -38,13 +38,14 @@ def parse_args(argv):
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs/latest is looked up")
     parser.add_argument("--out", type=Path, help="export directory (default: exports/<run>-<target>)")
     parser.add_argument("--no-validate", action="store_true", help="export only (no report, no gate)")
+    logs.add_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(args.verbose)
     try:
         target = load_target(args.target, args.overrides)
     except ConfigError as e:

@@ -12,10 +12,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
+from vlsi_edge import logs
 from vlsi_edge.config import ConfigError, describe, load_config
 from vlsi_edge.contracts.run_dir import RunDir
 from vlsi_edge.distill.parallel import Parallel
@@ -36,12 +36,13 @@ def parse_args(argv):
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its last checkpoint")
     parser.add_argument("--cache-teacher", type=Path, metavar="DIR",
                         help="only precompute the teacher's verbalized top-k distributions for step 2 into DIR")
+    logs.add_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(args.verbose)
     # Heavy imports (torch, transformers) after argument parsing, so --help is instant.
     from vlsi_edge.data import DatasetError
     from vlsi_edge.distill.trainer import cache_teacher, train

@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from vlsi_edge import atomic  # noqa: E402
+from vlsi_edge.contracts.run_dir import SECOND_STAGES, StageName  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def table(runs_dir: Path, seeds: list[int], extra: list[str], rows: list[str] | 
                                       "values": vals,
                                       "gap_closed": (float(np.mean(vals)) - fixed["student base"][s][k]) / gap if gap > 0 else None}
         summary[row]["train_s"] = float(np.median([r["total_wall_time_s"] for r in reports[row]]))
-        summary[row]["kept_sft_step"] = [r["stages"].get("sft", {}).get("early_stopping", {}).get("kept_step") for r in reports[row]]
+        summary[row]["kept_sft_step"] = [r["stages"].get(StageName.SFT, {}).get("early_stopping", {}).get("kept_step") for r in reports[row]]
         uniformity = [r.get("mean_match_uniformity") for r in reports[row]]
         if all(u is not None for u in uniformity):
             summary[row]["match_uniformity"] = float(np.mean(uniformity))
@@ -180,12 +181,12 @@ def learning_curves(runs_dir: Path, row: str, seeds: list[int]) -> dict:
         run = runs_dir / run_name(row, seed)
         report = json.loads((run / "report.json").read_text())
         stages = report["stages"]
-        offset = next((st["steps"] for name, st in stages.items() if name in ("interact", "final_kd", "hidden_l2")), 0)
-        for step, accuracy in stages.get("sft", {}).get("early_stopping", {}).get("curve", []):
+        offset = next((st["steps"] for name, st in stages.items() if name in SECOND_STAGES), 0)
+        for step, accuracy in stages.get(StageName.SFT, {}).get("early_stopping", {}).get("curve", []):
             val.setdefault(offset + step, []).append(accuracy)
         for line in (run / "metrics.jsonl").read_text().splitlines():
             record = json.loads(line)
-            if record["stage"] in ("interact", "final_kd", "hidden_l2", "sft"):
+            if record["stage"] in (*SECOND_STAGES, StageName.SFT):
                 for term in ("loss", "kl_final", "ce"):
                     if term in record:
                         losses.setdefault(f"{record['stage']}:{term}", {}).setdefault(record["step"], []).append(record[term])

@@ -15,12 +15,28 @@ from __future__ import annotations
 
 import json
 import os
+from enum import StrEnum
 from pathlib import Path
 
 import yaml
 
 from vlsi_edge import atomic
 from vlsi_edge.config import ConfigError, dump_yaml, load_config
+
+
+class StageName(StrEnum):
+    """The training stages, as run directories name them (metrics.jsonl "stage", progress.json and
+    report.json "stages"). A StrEnum: each member equals its string, so files stay plain JSON."""
+
+    VERBALIZE_TEACHER = "verbalize_teacher"  # VLsI step 1, teacher side
+    VERBALIZE_STUDENT = "verbalize_student"  # VLsI step 1, student side
+    INTERACT = "interact"  # VLsI step 2
+    FINAL_KD = "final_kd"  # baseline: final-layer KD in step 2's place
+    HIDDEN_L2 = "hidden_l2"  # baseline: hidden-state L2 in step 2's place
+    SFT = "sft"  # step 3 (or the SFT-only baseline)
+
+
+SECOND_STAGES = (StageName.INTERACT, StageName.FINAL_KD, StageName.HIDDEN_L2)
 
 
 class RunDir:

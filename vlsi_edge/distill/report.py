@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only; no display here or on a training server
 import matplotlib.pyplot as plt  # noqa: E402
 
 from vlsi_edge import atomic  # noqa: E402
-from vlsi_edge.contracts.run_dir import RunDir  # noqa: E402
+from vlsi_edge.contracts.run_dir import RunDir, StageName  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _markdown(report: dict) -> str:
             f"| {st.get('peak_rss_mb', 0)} |"
         )
     lines += ["", f"Total training time: {report['total_wall_time_s']} s.", ""]
-    stop = report["stages"].get("sft", {}).get("early_stopping")
+    stop = report["stages"].get(StageName.SFT, {}).get("early_stopping")
     if stop:
         curve = ", ".join(f"{step}: {acc:.3f}" for step, acc in stop["curve"])
         lines += [f"SFT early stopping: kept step {stop['kept_step']} (val {stop['val']:.3f}); val by step: {curve}.", ""]

@@ -27,6 +27,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from vlsi_edge.config import ConfigError
+from vlsi_edge.contracts.run_dir import SECOND_STAGES, StageName
 from vlsi_edge.data import load_conversations
 from vlsi_edge.data.shapes import shapes_config
 from vlsi_edge.distill.data import TrainData, teacher_answered
@@ -226,13 +227,13 @@ def stage_parameters(s: Session, stage: str) -> list[torch.nn.Parameter]:
     for module in (s.teacher, s.student, s.teacher_verbalizers, s.student_verbalizers, s.projections):
         if module is not None:
             module.requires_grad_(False)
-    if stage == "verbalize_teacher":
+    if stage == StageName.VERBALIZE_TEACHER:
         return _enable(s.teacher_verbalizers.parameters())
-    if stage == "verbalize_student":
+    if stage == StageName.VERBALIZE_STUDENT:
         return _enable(s.student_verbalizers.parameters())
-    if stage in ("interact", "final_kd", "hidden_l2"):
-        extra = {"interact": list(s.student_verbalizers.parameters()), "final_kd": [],
-                 "hidden_l2": list(s.projections.parameters()) if s.projections is not None else []}[stage]
+    if stage in SECOND_STAGES:
+        extra = {StageName.INTERACT: list(s.student_verbalizers.parameters()), StageName.FINAL_KD: [],
+                 StageName.HIDDEN_L2: list(s.projections.parameters()) if s.projections is not None else []}[stage]
         if c.student_training == "lora":
             if s.peft_model is None:
                 from peft import LoraConfig, get_peft_model
@@ -243,7 +244,7 @@ def stage_parameters(s: Session, stage: str) -> list[torch.nn.Parameter]:
             lora_params = [p for n, p in s.student.named_parameters() if "lora_" in n]
             return _enable([*lora_params, *extra])
         return _enable([*s.family.decoder_layers(s.student).parameters(), *extra])
-    if stage == "sft":
+    if stage == StageName.SFT:
         vision = {id(p) for m in s.family.vision_modules(s.student) for p in m.parameters()}
         return _enable([p for p in s.student.parameters() if id(p) not in vision])
     raise ValueError(f"unknown stage {stage!r}")

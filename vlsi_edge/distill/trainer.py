@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from vlsi_edge.contracts.run_dir import RunDir
+from vlsi_edge.contracts.run_dir import RunDir, StageName
 from vlsi_edge.distill import checkpoint as ckpt
 from vlsi_edge.distill.matching import match_layers
 from vlsi_edge.memory import peak_rss_mb, reset_peak_rss
@@ -73,7 +73,7 @@ class Stage:
     lr_offset: int = 0  # where in `schedule` this stage's first step is
 
 
-SECOND_STAGE = {"vlsi": "interact", "final-kd": "final_kd", "hidden-l2": "hidden_l2"}
+SECOND_STAGE = {"vlsi": StageName.INTERACT, "final-kd": StageName.FINAL_KD, "hidden-l2": StageName.HIDDEN_L2}
 
 
 def plan(config: RunConfig) -> list[Stage]:
@@ -86,15 +86,15 @@ def plan(config: RunConfig) -> list[Stage]:
         second, third = (t.interact, 0), (t.sft, 0)
     if method == "sft":
         if t.schedule == "one-cosine":
-            return [Stage("sft", n2 + n3, one, "labelled")]
+            return [Stage(StageName.SFT, n2 + n3, one, "labelled")]
         total = StageConfig(steps=n2 + n3, lr=t.sft.lr, lr_min=t.sft.lr_min, warmup=t.sft.warmup)
-        return [Stage("sft", n2 + n3, total, "labelled")]
+        return [Stage(StageName.SFT, n2 + n3, total, "labelled")]
     stages = [Stage(SECOND_STAGE[method], n2, second[0], "unlabelled", lr_offset=second[1]),
-              Stage("sft", n3, third[0], "labelled", offset=n2, lr_offset=third[1])]
+              Stage(StageName.SFT, n3, third[0], "labelled", offset=n2, lr_offset=third[1])]
     if method == "vlsi":
         # With a teacher cache the teacher's verbalized distributions are already on disk.
-        teacher = [] if config.distill.teacher_cache else [Stage("verbalize_teacher", t.verbalize.steps, t.verbalize, "verbalizer")]
-        stages = [*teacher, Stage("verbalize_student", t.verbalize.steps, t.verbalize, "verbalizer"), *stages]
+        teacher = [] if config.distill.teacher_cache else [Stage(StageName.VERBALIZE_TEACHER, t.verbalize.steps, t.verbalize, "verbalizer")]
+        stages = [*teacher, Stage(StageName.VERBALIZE_STUDENT, t.verbalize.steps, t.verbalize, "verbalizer"), *stages]
     return stages
 
 
@@ -136,11 +136,11 @@ def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progres
     for index, stage in enumerate(stages):
         if index < progress.stage_index:
             continue
-        if stage.name in (*SECOND_STAGE.values(), "sft") and "student_base" not in progress.evals:
+        if stage.name in (*SECOND_STAGE.values(), StageName.SFT) and "student_base" not in progress.evals:
             progress.evals["student_base"] = (
                 (zoo_card(s, s.student_source) or {}).get("accuracy") or evaluate_model(s, s.student, s.student_processor)
             )
-        if stage.name == "verbalize_teacher" and progress.step == 0 and s.load_cached_teacher_verbalizers():
+        if stage.name == StageName.VERBALIZE_TEACHER and progress.step == 0 and s.load_cached_teacher_verbalizers():
             progress.stages[stage.name] = {"steps": 0, "wall_time_s": 0.0, "peak_rss_mb": 0.0, "from_cache": True}
         else:
             run_stage(s, run, stage, progress, resume_step=progress.step)
@@ -172,9 +172,9 @@ def _finish_stage(s: Session, run: RunDir, stage: Stage, progress: Progress) -> 
         progress.lora_active = False
         if s.config.train.evaluate_after_step2:
             progress.evals["after_step2"] = evaluate_model(s, s.student, s.student_processor)
-    elif stage.name == "sft":
+    elif stage.name == StageName.SFT:
         progress.evals["after_step3"] = evaluate_model(s, s.student, s.student_processor)
-    elif stage.name == "verbalize_teacher" and not progress.stages[stage.name].get("from_cache"):
+    elif stage.name == StageName.VERBALIZE_TEACHER and not progress.stages[stage.name].get("from_cache"):
         s.store_cached_teacher_verbalizers()
 
 
@@ -208,7 +208,7 @@ def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_
     if resume_step:
         ckpt.restore_optimizer(run, optimizer, scheduler)
     stats = progress.stages.setdefault(stage.name, {"steps": stage.steps, "wall_time_s": 0.0})
-    early = EarlyStopping(s, progress) if stage.name == "sft" and config.train.early_stopping else None
+    early = EarlyStopping(s, progress) if stage.name == StageName.SFT and config.train.early_stopping else None
     if early is not None and resume_step == 0:
         early.score(0)
     reset_peak_rss()
@@ -328,19 +328,19 @@ def stage_loss(s: Session, stage: str, samples, where: tuple[int, int] = (0, 0))
     kl = KLSettings(d.kl, d.kd_temperature, s.shared_vocab, d.chunk_size)
     st_heads = Heads(s.student_verbalizers, s.family.final_norm(s.student), s.family.lm_head(s.student))
 
-    if stage in ("verbalize_teacher", "verbalize_student"):
-        model, processor = (s.teacher, s.teacher_processor) if stage == "verbalize_teacher" else (s.student, s.student_processor)
-        verbalizers = s.teacher_verbalizers if stage == "verbalize_teacher" else s.student_verbalizers
+    if stage in (StageName.VERBALIZE_TEACHER, StageName.VERBALIZE_STUDENT):
+        model, processor = (s.teacher, s.teacher_processor) if stage == StageName.VERBALIZE_TEACHER else (s.student, s.student_processor)
+        verbalizers = s.teacher_verbalizers if stage == StageName.VERBALIZE_TEACHER else s.student_verbalizers
         with torch.no_grad():  # backbones are frozen in step 1
             states = answer_states(s.family, model, build_batch(s.family, processor, samples), verbalizers.layers)
         losses = verbalization_losses(states, verbalizers, s.family.final_norm(model), s.family.lm_head(model))
         return sum(losses.values()), {f"ce_layer{k}": v.item() for k, v in losses.items()}, [], len(states.targets)
-    if stage == "sft":
+    if stage == StageName.SFT:
         student = answer_states(s.family, s.student, student_batch, [])
         loss = sft_loss(student)
         return loss, {"ce": loss.item()}, [], len(student.targets)
 
-    interact, hidden = stage == "interact", stage == "hidden_l2"
+    interact, hidden = stage == StageName.INTERACT, stage == StageName.HIDDEN_L2
     s_layers = s.student_verbalizers.layers if interact or hidden else []
     student = answer_states(s.family, s.student, student_batch, s_layers)
     if s.teacher_cache is not None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from vlsi_edge import logs
 from vlsi_edge.data import ShapesConfig
 from vlsi_edge.zoo import load_model
 from vlsi_edge.evaluate import evaluate_splits
@@ -16,6 +16,7 @@ TOLERANCE = 0.01  # a re-evaluation may differ from the card by at most 1 point
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vlsi_edge.zoo", description=__doc__)
+    logs.add_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="train the zoo models from scratch and save them with their cards")
     build.add_argument("--only", choices=sorted(RECIPES), action="append", help="build only these models")
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ev = sub.add_parser("evaluate", help="re-evaluate the shipped models and compare with their cards")
     ev.add_argument("--only", choices=sorted(RECIPES), action="append")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.setup(args.verbose)
 
     names = tuple(args.only or RECIPES)
     if args.command == "build":

@@ -307,7 +307,7 @@ def annotate(names: tuple[str, ...] = tuple(RECIPES), out_dir: Path = ZOO_DIR) -
     """
     from vlsi_edge.benchmarks.probe import probe
     from vlsi_edge.config import load_config
-    from vlsi_edge.contracts.run_dir import RunDir
+    from vlsi_edge.contracts.run_dir import RunDir, StageName
     from vlsi_edge.distill.trainer import train
     from vlsi_edge.recipes import RunConfig
 
@@ -326,7 +326,7 @@ def annotate(names: tuple[str, ...] = tuple(RECIPES), out_dir: Path = ZOO_DIR) -
                 progress, _ = train(config, RunDir.create(Path(tmp), "sft-only", config))
             card["reference"] = {"sft_only": {
                 "accuracy": {split: _summary(r) for split, r in progress.evals["after_step3"].items()},
-                "early_stopping": {k: v for k, v in progress.stages["sft"].get("early_stopping", {}).items()},
+                "early_stopping": {k: v for k, v in progress.stages[StageName.SFT].get("early_stopping", {}).items()},
                 "command": "python -m vlsi_edge.train " + " ".join(f"--set {o}" for o in overrides),
                 "seed": config.seed,
             }}
