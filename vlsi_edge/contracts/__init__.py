@@ -4,6 +4,6 @@
 - `manifest`: an export's `manifest.json` (export writes it; the runners, validation, the app flow and
   the Android app read it).
 
-Only the base layer (config, atomic, data) is imported here, so every stage can depend on the contracts
+Only the base layer (config, recipes, atomic) is imported here, so every stage can depend on the contracts
 without depending on another stage.
 """

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from vlsi_edge.contracts.run_dir import RunDir, StageName
+from vlsi_edge.contracts.run_dir import SECOND_STAGES, RunDir, StageName
 from vlsi_edge.distill import checkpoint as ckpt
+from vlsi_edge.distill.early_stopping import EarlyStopping
 from vlsi_edge.distill.matching import match_layers
 from vlsi_edge.memory import peak_rss_mb, reset_peak_rss
 from vlsi_edge.distill.parallel import Parallel
@@ -42,8 +43,6 @@ from vlsi_edge.distill.session import (
     zoo_card,
     evaluate_model,
     stage_parameters,
-    validation_accuracy,
-    validation_items,
 )
 from vlsi_edge.distill.steps import (
     Heads,
@@ -136,7 +135,7 @@ def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progres
     for index, stage in enumerate(stages):
         if index < progress.stage_index:
             continue
-        if stage.name in (*SECOND_STAGE.values(), StageName.SFT) and "student_base" not in progress.evals:
+        if stage.name in (*SECOND_STAGES, StageName.SFT) and "student_base" not in progress.evals:
             progress.evals["student_base"] = (
                 (zoo_card(s, s.student_source) or {}).get("accuracy") or evaluate_model(s, s.student, s.student_processor)
             )
@@ -208,7 +207,7 @@ def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_
     if resume_step:
         ckpt.restore_optimizer(run, optimizer, scheduler)
     stats = progress.stages.setdefault(stage.name, {"steps": stage.steps, "wall_time_s": 0.0})
-    early = EarlyStopping(s, progress) if stage.name == StageName.SFT and config.train.early_stopping else None
+    early = EarlyStopping(s, progress.early_stopping) if stage.name == StageName.SFT and config.train.early_stopping else None
     if early is not None and resume_step == 0:
         early.score(0)
     reset_peak_rss()
@@ -265,34 +264,6 @@ def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_
             ckpt.save(run, s, progress, optimizer, scheduler)
     if early is not None:
         stats["early_stopping"] = early.finish()
-
-
-class EarlyStopping:
-    """SFT with early stopping: score val every `train.early_stopping` steps (and at step 0), keep the best.
-
-    The best weights travel in the checkpoint (`Session.best_student`), so a resumed run keeps them.
-    """
-
-    def __init__(self, s: Session, progress: Progress):
-        self.s, self.state = s, progress.early_stopping
-        self.state.setdefault("curve", [])
-        self.state.setdefault("best", [-1.0, 0])
-        self.items = validation_items(s)
-
-    def score(self, step: int) -> None:
-        accuracy = validation_accuracy(self.s, self.items)
-        self.state["curve"].append([step, accuracy])
-        if accuracy > self.state["best"][0]:  # ties keep the earlier (fewer-step) student
-            self.state["best"] = [accuracy, step]
-            self.s.best_student = {k: v.detach().clone() for k, v in self.s.student.state_dict().items()}
-
-    def finish(self) -> dict:
-        accuracy, step = self.state["best"]
-        self.s.student.load_state_dict(self.s.best_student)
-        self.s.best_student = None
-        log.info("early stopping: kept step %d (val %.3f)", step, accuracy)
-        return {"every": self.s.config.train.early_stopping, "kept_step": step, "val": accuracy,
-                "curve": self.state["curve"]}
 
 
 def _record_matches(s: Session, progress: Progress, matches, step: int, steps: int) -> list:
