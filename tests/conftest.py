@@ -46,7 +46,8 @@ def tiny(request):
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """The shipped student exported for android-arm64 (fp32 + 8da4w, ONNX, 60 validation items): (result, zoo)."""
-    from vlsi_edge.deploy.pipeline import Source, export_target
+    from vlsi_edge.deploy.pipeline import Source
+    from vlsi_edge.export import export_target
     from vlsi_edge.deploy.targets import load_target
     from vlsi_edge.zoo import load_model
 

@@ -11,7 +11,7 @@ import torch
 
 from vlsi_edge.data import ShapesConfig, ShapesVQA
 from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
-from vlsi_edge.deploy.parts import split_model
+from vlsi_edge.families.parts import split_model
 from vlsi_edge.runtime.eager import generate
 from vlsi_edge.evaluate import generate_answers
 from vlsi_edge.families import build_batch

@@ -13,8 +13,9 @@ import torch
 from tests.conftest import TINY, tiny_tokenizer
 from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
 from vlsi_edge.deploy.onnx_export import export_onnx
-from vlsi_edge.deploy.parts import decode, prompt_embeds, split_model
+from vlsi_edge.families.parts import decode, split_model
 from vlsi_edge.runtime.eager import generate
+from vlsi_edge.runtime.loop import insert_image
 from vlsi_edge.families import IGNORE_INDEX, build_batch, get_family
 from vlsi_edge.runtime.positions import mrope_prompt_positions, mrope_step_positions
 
@@ -63,7 +64,8 @@ def test_kv_cache_prefill_and_decode_equal_the_full_sequence(tiny_vlm, shapes_sa
     ids = batch["input_ids"]
     with torch.no_grad():
         full = model(**batch).logits[0]
-        embeds = prompt_embeds(parts, ids, batch["pixel_values"])
+        image = parts.vision_encoder(batch["pixel_values"]).numpy()
+        embeds = torch.from_numpy(insert_image(parts.token_embedding(ids).numpy(), ids.numpy(), image, parts.image_token_id))
         positions, delta = None, 0
         if parts.mrope_grid is not None:
             positions, delta = mrope_prompt_positions(ids[0, :prompt_len].numpy(), parts.image_token_id, parts.mrope_grid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,19 +11,17 @@ import torch.nn.functional as F
 from torch.distributions import Categorical
 from torch.distributions import kl_divergence as dist_kl
 
+from vlsi_edge.distill.steps import KLSettings, answer_states, final_kd_loss, sft_loss, verbalization_losses
 from vlsi_edge.distill import (
     IGNORE_INDEX,
     VerbFFN,
     Verbalizers,
     adaptive_temperature,
-    answer_cross_entropy,
-    answer_kl,
-    answer_kl_per_sample,
     answer_mask,
     check_target_layers,
     kl_divergence,
+    per_sample_mean,
     load_verbalizers,
-    masked_mean,
     match_layers,
     save_verbalizers,
     search_range,
@@ -123,49 +122,65 @@ def test_answer_mask_is_the_causal_shift():
     assert IGNORE_INDEX == family_ignore
 
 
-def test_masked_mean():
-    values = torch.tensor([[1.0, 2.0, 30.0], [4.0, 50.0, 6.0]])
-    mask = torch.tensor([[True, True, False], [True, False, True]])
-    assert masked_mean(values, mask).item() == pytest.approx((1 + 2 + 4 + 6) / 4)
-    assert masked_mean(values, mask).ndim == 0
-    with pytest.raises(ValueError, match="empty"):
-        masked_mean(values, torch.zeros_like(mask))
+class FixedLogits(torch.nn.Module):
+    """A "model" whose forward returns given logits: isolates the answer-position gather from any network."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, input_ids, output_hidden_states=False):
+        return SimpleNamespace(logits=self.logits, hidden_states=None)
 
 
-def test_answer_kl_averages_over_answer_tokens_only():
+def _states(logits: torch.Tensor, labels: torch.Tensor = LABELS):
+    return answer_states(None, FixedLogits(logits), {"input_ids": labels.clamp(min=0), "labels": labels}, [])
+
+
+def test_answer_states_gather_answer_positions_only():
+    logits = _logits(3, 5, 20, seed=10)
+    states = _states(logits)
+    mask = answer_mask(LABELS)
+    torch.testing.assert_close(states.logits, logits[mask])
+    assert states.targets.tolist() == [5, 6, 3, 7]  # the answer token each position predicts
+    assert states.sample.tolist() == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match="no answer tokens"):
+        _states(logits, torch.full_like(LABELS, IGNORE_INDEX))
+
+
+def test_final_kd_averages_over_answer_tokens_only():
     t, s = _logits(3, 5, 20, seed=11), _logits(3, 5, 20, seed=12)
     mask = answer_mask(LABELS)
     per_position = kl_divergence(t, s)
-    value = answer_kl(t, s, LABELS)
-    torch.testing.assert_close(value, masked_mean(per_position, mask))
+    value = final_kd_loss(_states(t).logits, _states(s), KLSettings())
     torch.testing.assert_close(value, per_position[mask].sum() / 4)  # 4 answer tokens, token-weighted
     # logits at non-answer positions (prompt, the last position, the answer-less sample) are irrelevant
     t2, s2 = t.clone(), s.clone()
     t2[~mask], s2[~mask] = _logits(11, 20, seed=13), _logits(11, 20, seed=14)
-    assert torch.equal(answer_kl(t2, s2, LABELS), value)
+    assert torch.equal(final_kd_loss(_states(t2).logits, _states(s2), KLSettings()), value)
     s2[0, 1] += _logits(20, seed=15)  # an answer position
-    assert not torch.allclose(answer_kl(t2, s2, LABELS), value)
-    with pytest.raises(ValueError, match="no answer tokens"):
-        answer_kl(t, s, torch.full_like(LABELS, IGNORE_INDEX))
+    assert not torch.allclose(final_kd_loss(_states(t2).logits, _states(s2), KLSettings()), value)
 
 
-def test_answer_kl_per_sample():
+def test_per_sample_kl_is_each_samples_own_answer_mean():
     t, s = _logits(3, 5, 20, seed=16), _logits(3, 5, 20, seed=17)
     per_position, mask = kl_divergence(t, s, "reverse"), answer_mask(LABELS)
-    per_sample = answer_kl_per_sample(t, s, LABELS, "reverse")
+    student = _states(s)
+    kl = KLSettings(direction="reverse")(_states(t).logits, student.logits)
+    per_sample = per_sample_mean(kl, student.sample, 3)
     torch.testing.assert_close(per_sample[0], per_position[0, 1:3].mean())
     torch.testing.assert_close(per_sample[1], per_position[1, [0, 3]].mean())
     assert math.isnan(per_sample[2].item())  # no answer tokens: NaN, as documented
     counts = mask.sum(-1)[:2].float()
-    torch.testing.assert_close((per_sample[:2] * counts).sum() / counts.sum(), answer_kl(t, s, LABELS, "reverse"))
+    torch.testing.assert_close((per_sample[:2] * counts).sum() / counts.sum(), kl.mean())
 
 
-def test_answer_cross_entropy_equals_shifted_ce_and_hf_loss(tiny_llama):
+def test_sft_loss_equals_shifted_ce_and_hf_loss(tiny_llama):
     logits = _logits(3, 5, 20, seed=18)
     expected = F.cross_entropy(
         logits[:, :-1].reshape(-1, 20), LABELS[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
     )
-    torch.testing.assert_close(answer_cross_entropy(logits, LABELS), expected)
+    torch.testing.assert_close(sft_loss(_states(logits)), expected)
 
     g = torch.Generator().manual_seed(19)
     input_ids = torch.randint(0, 50, (2, 9), generator=g)
@@ -175,7 +190,8 @@ def test_answer_cross_entropy_equals_shifted_ce_and_hf_loss(tiny_llama):
     labels[1, 8] = IGNORE_INDEX  # padding
     with torch.no_grad():
         out = tiny_llama(input_ids=input_ids, labels=labels)
-    torch.testing.assert_close(answer_cross_entropy(out.logits, labels), out.loss, atol=1e-6, rtol=1e-6)
+        trained = sft_loss(answer_states(None, tiny_llama, {"input_ids": input_ids, "labels": labels}, []))
+    torch.testing.assert_close(trained, out.loss, atol=1e-6, rtol=1e-6)
 
 
 # ---- verbalizers -------------------------------------------------------------------------------------
@@ -213,7 +229,8 @@ def test_gradients_reach_verb_ffn_and_hidden_state_not_frozen_head(tiny_llama, r
     torch.manual_seed(2)
     verb = Verbalizers(32, [1, 3], residual=residual)
     h = _logits(2, 5, 32, seed=22, scale=1.0).requires_grad_(True)
-    answer_cross_entropy(verbalize(verb, 3, h, norm, head), torch.randint(0, 50, (2, 5))).backward()
+    states = SimpleNamespace(hidden={1: h.reshape(10, 32).detach(), 3: h.reshape(10, 32)}, targets=torch.randint(0, 50, (10,)))
+    verbalization_losses(states, verb, norm, head)[3].backward()
     ffn = verb.ffns["3"]
     assert ffn.down.weight.grad.abs().sum() > 0
     if residual:  # zero-initialised down: gate/up get no gradient until down has moved

@@ -17,8 +17,9 @@ import torch
 
 from vlsi_edge.contracts.manifest import ArtifactError, load_manifest, sha256
 from vlsi_edge.data import ShapesConfig
-from vlsi_edge.deploy.parts import split_model
-from vlsi_edge.deploy.pipeline import Source, export_target, resolve_source
+from vlsi_edge.families.parts import split_model
+from vlsi_edge.deploy.pipeline import Source, resolve_source
+from vlsi_edge.export import export_target
 from vlsi_edge.deploy.targets import load_target
 from vlsi_edge.export import main
 from vlsi_edge.families import build_batch

@@ -269,7 +269,7 @@ def test_cli_run_writes_report_plots_and_latest(tmp_path, capsys):
 
 
 def test_topk_kl_approaches_full_kl_for_a_peaked_teacher():
-    from vlsi_edge.distill.teacher_cache import TopK, topk_kl
+    from vlsi_edge.distill.losses import TopK, topk_kl
 
     torch.manual_seed(0)
     teacher = torch.randn(16, 300) * 8.0  # peaked: most mass in a few tokens, as a trained model's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -65,3 +66,15 @@ def replace_dir(staging: str | Path, target: str | Path) -> None:
     os.replace(staging, target)
     if old.exists():
         shutil.rmtree(old)
+
+
+@contextlib.contextmanager
+def staged_dir(target: str | Path):
+    """A fresh directory beside `target` to write into; moved to `target` (`replace_dir`) when the block
+    ends normally, removed when it raises — `target` is never half written."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.staging.") as tmp:
+        yield Path(tmp)
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700
+        replace_dir(tmp, target)  # the TemporaryDirectory is then gone: nothing left to clean

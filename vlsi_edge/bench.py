@@ -12,14 +12,13 @@ Each writes <name>.json, <name>.md (the table, with this command) and a plot int
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 from vlsi_edge import atomic, logs
+from vlsi_edge.worker import WorkerError
 
 
 def parse_args(argv):
@@ -55,7 +54,6 @@ def parse_args(argv):
     cost.add_argument("--steps", type=int, default=20)
     cost.add_argument("--warmup", type=int, default=3)
     cost.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    cost.add_argument("--objective", help=argparse.SUPPRESS)  # internal: one objective, JSON to stdout
     return parser.parse_args(argv)
 
 
@@ -82,26 +80,18 @@ def main(argv: list[str] | None = None) -> int:
                            items=args.items, seed=args.seed)
         print(probe.markdown(result, command))
     elif args.command == "train-cost":
-        return train_cost(args, argv, command)
+        return train_cost(args, command)
     return 0
 
 
-def train_cost(args, argv: list[str], command: str) -> int:
-    """Each objective in its own process (its own peak memory); this process collects the table."""
+def train_cost(args, command: str) -> int:
     from vlsi_edge.benchmarks import training_cost
 
-    if args.objective:
-        print(json.dumps(training_cost.step_cost(args.objective, args.steps, args.warmup, args.overrides)))
-        return 0
-    rows = {}
-    for objective in training_cost.OBJECTIVES:
-        proc = subprocess.run([sys.executable, "-m", "vlsi_edge.bench", *argv, "--objective", objective],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            return 1
-        rows[objective] = json.loads(proc.stdout.strip().splitlines()[-1])
-    result = {"command": command, "warmup": args.warmup, "rows": rows}
+    try:
+        result = training_cost.run(args.steps, args.warmup, args.overrides, command)
+    except WorkerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     atomic.write_json(args.out / "train_cost.json", result)
     atomic.write_text(args.out / "train_cost.md", training_cost.markdown(result))
     print(training_cost.markdown(result))

@@ -17,11 +17,47 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from vlsi_edge import logs
+from vlsi_edge import atomic, logs
 from vlsi_edge.config import ConfigError, describe
+from vlsi_edge.contracts.manifest import write_manifest
 from vlsi_edge.deploy.targets import TargetConfig, known_targets, load_target
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    manifest: dict
+    report: dict | None
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.report is None or self.report["passed"]
+
+
+def export_target(source, target: TargetConfig, out_dir: Path, validate: bool = True, command: str = "") -> ExportResult:
+    """Export (`deploy`), then validate (`validate`) `source` for `target` into out_dir.
+
+    Everything is written into a staging directory beside out_dir and moved into place at the end
+    (reports included, whatever the gate says), so an interrupted export never leaves a half-written
+    directory and never damages the previous export.
+    """
+    from vlsi_edge.deploy.pipeline import export_programs
+    from vlsi_edge.validate.run import summary, validate_export
+
+    start = time.perf_counter()
+    report = None
+    with atomic.staged_dir(out_dir) as staging:
+        manifest = export_programs(source, target, staging)
+        if validate:
+            report = validate_export(staging, source.model_dir, source.data, target, command)
+            manifest["validation"] = summary(report)
+            write_manifest(staging, manifest)
+    return ExportResult(Path(out_dir), manifest, report, time.perf_counter() - start)
 
 
 def parse_args(argv):
@@ -51,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from vlsi_edge.deploy.pipeline import export_target, resolve_source
+    from vlsi_edge.deploy.pipeline import resolve_source
 
     try:
         source = resolve_source(args.run, args.model, args.runs_dir)

@@ -44,12 +44,12 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from vlsi_edge.benchmarks.architectures import ARCHITECTURES
+from vlsi_edge.worker import serve, spawn
 
 log = logging.getLogger(__name__)
 
@@ -225,16 +225,8 @@ def tensor_bytes(path: Path) -> dict[str, int]:
 
 
 def _run_worker(job: dict, timeout_s: float) -> dict:
-    env = dict(os.environ)
-    if "threads" in job:
-        env["OMP_NUM_THREADS"] = str(job["threads"])  # ggml's OpenMP pool: no more threads than asked
-    proc = subprocess.run(
-        [sys.executable, "-m", "vlsi_edge.benchmarks.llamacpp", json.dumps(job)],
-        capture_output=True, text=True, timeout=timeout_s, env=env,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"llama.cpp worker ({job['op']}) failed with {proc.returncode}:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    # threads caps ggml's OpenMP pool: no more threads than asked
+    return spawn("vlsi_edge.benchmarks.llamacpp", job, threads=job.get("threads"), timeout_s=timeout_s)
 
 
 def _decode_ids(count: int, vocab_size: int, offset: int = 0) -> list[int]:
@@ -370,11 +362,12 @@ def llamacpp_decode(
     }
 
 
-if __name__ == "__main__":  # the worker: one JSON job in, one JSON line out
-    job = json.loads(sys.argv[1])
+def _work(job: dict) -> dict:
     if job["op"] == "quantize":
-        out = _quantize(job["src"], job["dst"], job["quant"])
-    else:
-        out = time_decode(Path(job["path"]), job["threads"], job["tokens"], job["repeats"],
-                          extra_buffers=job["extra_buffers"])
-    print(json.dumps(out))
+        return _quantize(job["src"], job["dst"], job["quant"])
+    return time_decode(Path(job["path"]), job["threads"], job["tokens"], job["repeats"],
+                       extra_buffers=job["extra_buffers"])
+
+
+if __name__ == "__main__":  # the worker: one job (quantize or time a decode) per process
+    sys.exit(serve(_work))

@@ -33,7 +33,7 @@ from vlsi_edge.data import ShapesConfig, ShapesVQA  # noqa: E402
 from vlsi_edge.distill.steps import answer_states, verbalization_losses  # noqa: E402
 from vlsi_edge.distill.verbalizer import Verbalizers, verbalize  # noqa: E402
 from vlsi_edge.families import build_batch  # noqa: E402
-from vlsi_edge.families.sources import family_of, load_source  # noqa: E402
+from vlsi_edge.families.sources import family_of, load_source, model_dir  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +135,7 @@ def summarise(per_layer: dict, layers: list[int]) -> dict:
 
 
 def _local(source: str) -> str:
-    if source.startswith("zoo:"):
-        from vlsi_edge.zoo import zoo_path
-
-        return str(zoo_path(source.removeprefix("zoo:")))
-    return source
+    return str(model_dir(source)) if source.startswith("zoo:") else source
 
 
 def markdown(result: dict, command: str) -> str:

@@ -2,7 +2,7 @@
 
 For each model (the toy student; real-size SmolVLM-256M / 500M architectures with random weights) it
 exports every scheme once (cached under the work directory), then runs each program in its own worker
-process (`vlsi_edge.validate.worker`) over the same ShapesVQA images and questions, decoding a fixed
+process (`vlsi_edge.runtime.worker`; transformers' row: `vlsi_edge.benchmarks.hf_baseline`) over the same ShapesVQA images and questions, decoding a fixed
 number of tokens. Per row: image-encode ms, time to first token, decode tokens/s (median and range over
 the items), peak RSS, file size, and decode speed as a fraction of the memory-bandwidth roofline
 (decoder weight bytes read per token / measured copy bandwidth).
@@ -40,7 +40,7 @@ BENCH_TARGET = ["executorch.schemes=[fp32, 8da8w, 8da4w]", "onnx.schemes=[fp32, 
 
 def model_dir_for(model: str, work: Path) -> Path:
     """The model directory for `model`: the shipped toy student, or a real-size architecture built once."""
-    from vlsi_edge.zoo import load_model, zoo_path
+    from vlsi_edge.families.sources import family_of, zoo_path
 
     if model == "toy":
         return zoo_path("student")
@@ -48,15 +48,17 @@ def model_dir_for(model: str, work: Path) -> Path:
 
     model_dir = work / "models" / model
     if not (model_dir / "config.json").is_file():
-        zoo = load_model("student")
-        build(model, zoo.family.tokenizer(zoo.processor), model_dir)
+        student = zoo_path("student")  # its tokenizer: every real-size architecture shares the toy vocabulary
+        family = family_of(student)
+        build(model, family.tokenizer(family.load_processor(student)), model_dir)
     return model_dir
 
 
 def prepare(model: str, work: Path, threads: int, overrides: list[str]) -> tuple[Path, dict[str, Path]]:
     """(model dir, {export name: export dir}) for `model`, exporting only what is not cached yet."""
     from vlsi_edge.contracts.manifest import MANIFEST
-    from vlsi_edge.deploy.pipeline import Source, export_target
+    from vlsi_edge.deploy.pipeline import Source
+    from vlsi_edge.export import export_target
     from vlsi_edge.deploy.targets import load_target
 
     model_dir = model_dir_for(model, work)
@@ -105,7 +107,8 @@ def decoder_bytes_per_token(model_dir: Path, manifest: dict, row: str) -> int:
 def write_inputs(model_dir: Path, items: int, path: Path) -> None:
     from vlsi_edge.data import ShapesConfig
     from vlsi_edge.families.sources import family_of
-    from vlsi_edge.validate.inputs import validation_items, write_inputs as write
+    from vlsi_edge.families.inputs import write_inputs as write
+    from vlsi_edge.validate.inputs import validation_items
 
     family = family_of(model_dir)
     write(family, family.load_processor(model_dir), validation_items(ShapesConfig(), items), path)
@@ -125,7 +128,7 @@ def summarize(run: dict) -> dict:
 def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens: int, bandwidth: float | None,
                 overrides: list[str]) -> dict:
     from vlsi_edge.contracts.manifest import MANIFEST
-    from vlsi_edge.validate.run import run_worker
+    from vlsi_edge.validate.run import run_program
 
     start = time.perf_counter()
     model_dir, exports = prepare(model, work, threads, overrides)
@@ -137,13 +140,15 @@ def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens:
         write_inputs(model_dir, items, inputs)
         owner = {row: name for name, m in manifests.items() for row in m["artifacts"]}
         for row in [r for r in ROWS if r == "hf" or r in owner]:
-            # transformers' row loads the model directory; the worker still takes an export for its inputs
+            # transformers' row loads the model directory; an export's manifest still sizes its decoder
             name = owner.get(row, next(iter(exports)))
             manifest = manifests[name]
             if row != "hf":
                 export_seconds[row] = manifest["export_seconds"][row]
-            artifact = f"hf:{model_dir}" if row == "hf" else row
-            run, error = run_worker(exports[name], artifact, inputs, threads, decode_tokens, ignore_eos=True)
+            if row == "hf":
+                run, error = hf_row(model_dir, inputs, threads, decode_tokens)
+            else:
+                run, error = run_program(exports[name], row, inputs, threads, decode_tokens, ignore_eos=True)
             if error:
                 rows[row] = {"error": error}
                 log.warning("%s %s failed: %s", model, row, error)
@@ -162,6 +167,22 @@ def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens:
     onnx_files = sorted((exports["onnx"] / "onnx").glob("*.onnx")) if "onnx" in exports else []
     return {"model": model, "export_seconds": export_seconds, "prepare_s": round(prepared_s, 1), "rows": rows,
             "onnx_files_mb": {f.name: round(f.stat().st_size / 1e6, 1) for f in onnx_files}}
+
+
+def hf_row(model_dir: Path, inputs: Path, threads: int, decode_tokens: int) -> tuple[dict | None, str | None]:
+    """transformers' generate over the same inputs in its own worker: (arrays, None) or (None, error)."""
+    from vlsi_edge.worker import WorkerError, spawn
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.npz"
+        job = {"model_dir": str(model_dir), "inputs": str(inputs), "out": str(out), "threads": threads,
+               "max_new_tokens": decode_tokens, "ignore_eos": True}
+        try:
+            spawn("vlsi_edge.benchmarks.hf_baseline", job, threads=threads or None)
+        except WorkerError as e:
+            return None, str(e)
+        with np.load(out) as data:
+            return {k: data[k] for k in data.files}, None
 
 
 def peer_rows(model: str, work: Path, threads: int, decode_tokens: int, bandwidth: float | None) -> dict:

@@ -9,6 +9,7 @@ the layer matching; the verbalizers are freshly initialised (their values do not
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 
 import torch
@@ -19,6 +20,7 @@ from vlsi_edge.distill.session import build_session, stage_parameters
 from vlsi_edge.distill.trainer import stage_loss
 from vlsi_edge.memory import peak_rss_mb, reset_peak_rss
 from vlsi_edge.recipes import RunConfig
+from vlsi_edge.worker import serve, spawn
 
 OBJECTIVES = {"interact": "vlsi", "final_kd": "final-kd", "hidden_l2": "hidden-l2", "sft": "sft"}
 
@@ -44,6 +46,18 @@ def step_cost(objective: str, steps: int, warmup: int, overrides: list[str]) -> 
             "trainable_parameters": sum(p.numel() for p in params)}
 
 
+def run(steps: int, warmup: int, overrides: list[str], command: str) -> dict:
+    """Every objective, each in its own worker process (its own peak memory)."""
+    job = {"steps": steps, "warmup": warmup, "overrides": overrides}
+    rows = {objective: spawn("vlsi_edge.benchmarks.training_cost", {**job, "objective": objective})
+            for objective in OBJECTIVES}
+    return {"command": command, "warmup": warmup, "rows": rows}
+
+
+def _work(job: dict) -> dict:
+    return step_cost(job["objective"], job["steps"], job["warmup"], job["overrides"])
+
+
 def markdown(result: dict) -> str:
     sft = result["rows"]["sft"]["median_step_s"]
     lines = ["| step | median s (min–max) | vs SFT | peak RSS MB | trainable params |", "|---|---|---|---|---|"]
@@ -55,3 +69,7 @@ def markdown(result: dict) -> str:
     lines += ["", f"Batch {result['rows']['sft']['batch_size']}, {result['rows']['sft']['steps']} timed steps each "
               f"after {result['warmup']} warm-up, one process per objective. Measured by `{result['command']}`.", ""]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(serve(_work))

@@ -33,6 +33,17 @@ def file_entry(root: Path, path: Path) -> dict:
     return {"path": path.relative_to(root).as_posix(), "sha256": sha256(path), "bytes": path.stat().st_size}
 
 
+def write_manifest(export_dir: str | Path, manifest: dict) -> Path:
+    """Write `manifest` as export_dir/manifest.json (atomically); the one writer."""
+    from vlsi_edge import atomic
+
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"manifest format_version {manifest.get('format_version')!r}: this writer writes {FORMAT_VERSION}")
+    path = Path(export_dir) / MANIFEST
+    atomic.write_json(path, manifest)
+    return path
+
+
 def load_manifest(export_dir: str | Path) -> dict:
     path = Path(export_dir) / MANIFEST
     if not path.is_file():

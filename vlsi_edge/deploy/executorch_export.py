@@ -18,7 +18,7 @@ import torch
 from torch.export import Dim, export
 
 from vlsi_edge import atomic
-from vlsi_edge.deploy.parts import Parts
+from vlsi_edge.families.parts import Parts
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def runner_metadata(parts: Parts, tokenizer, eos_token: str) -> dict:
         "get_max_seq_len": parts.max_cache_len - 1,
         "get_max_context_len": parts.max_cache_len,
         "get_vocab_size": len(tokenizer),
-        "get_bos_id": tokenizer.convert_tokens_to_ids("<|im_start|>"),
+        "get_bos_id": parts.bos_token_id,
         "get_eos_ids": [tokenizer.convert_tokens_to_ids(eos_token)],
         "use_kv_cache": True,
         "enable_dynamic_shape": True,

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from vlsi_edge.deploy.parts import mrope_grid, vision_encoder
 
 
 class PastKeyValueDecoder(nn.Module):
@@ -45,7 +44,7 @@ class PastKeyValueDecoder(nn.Module):
 
 
 class FoldImageAxis(nn.Module):
-    """Takes Idefics3's processor layout [batch, images, 3, H, W] (what transformers.js feeds as is)."""
+    """Takes the processor layout [batch, images, 3, H, W] (Idefics3's; what transformers.js feeds as is)."""
 
     def __init__(self, encoder: nn.Module):
         super().__init__()
@@ -72,9 +71,9 @@ def export_onnx(model, family, image_size: int, out_dir: str | Path) -> dict[str
     paths = {name: out / f"{name}.onnx" for name in ("vision_encoder", "embed_tokens", "decoder_model_merged")}
     seq = {1: "sequence_length"}
 
-    encoder = vision_encoder(model, family, image_size)
+    encoder = family.vision_encoder(model, image_size).eval()
     pixels = encoder.example_pixel_values()
-    if family.name == "idefics3":
+    if family.pixel_image_axis:
         encoder, pixels = FoldImageAxis(encoder).eval(), pixels.unsqueeze(1)
     torch.onnx.export(
         encoder, (pixels,), paths["vision_encoder"],
@@ -87,7 +86,7 @@ def export_onnx(model, family, image_size: int, out_dir: str | Path) -> dict[str
     past_names = [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
     present_names = [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
     # Qwen2-VL's M-RoPE decoder takes position ids [3, 1, S] (vlsi_edge.runtime.positions), the others [1, S].
-    mrope = mrope_grid(model, family, image_size) is not None
+    mrope = family.mrope_grid(model, image_size) is not None
     example = (
         torch.zeros(1, 3, hidden),
         torch.ones(1, 5, dtype=torch.long),

@@ -1,16 +1,13 @@
-"""One target end to end: model -> programs per scheme -> manifest -> validation -> gate.
+"""One target: model -> programs per scheme -> Hugging Face files -> manifest.
 
-Everything is written into a staging directory beside the destination and moved into place at the
-end (reports included, whatever the gate says), so an interrupted export never leaves a half-written
-directory and never damages the previous export.
+Writes into a directory it is given (the export CLI's staging directory, moved into place after
+validation: `vlsi_edge.export.export_target`).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,8 +16,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from vlsi_edge import atomic
-from vlsi_edge.contracts.manifest import FORMAT_VERSION, MANIFEST, file_entry
+from vlsi_edge.contracts.manifest import FORMAT_VERSION, file_entry, write_manifest
 from vlsi_edge.contracts.run_dir import RunDir
 from vlsi_edge.data import ShapesConfig, ShapesVQA, VQASample
 from vlsi_edge.data.shapes import shapes_config
@@ -28,11 +24,11 @@ from vlsi_edge.deploy.app_golden import GOLDEN_INDEX, write_app_golden
 from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
 from vlsi_edge.deploy.hf_files import write_hf_files
 from vlsi_edge.deploy.onnx_export import export_onnx
-from vlsi_edge.deploy.parts import split_model
+from vlsi_edge.families.parts import split_model
 from vlsi_edge.deploy.quantize import ONNX_GRAPHS, quantize_onnx, quantize_parts
 from vlsi_edge.deploy.targets import PRECISION, TargetConfig
 from vlsi_edge.families import Family, build_batch
-from vlsi_edge.families.sources import family_of
+from vlsi_edge.families.sources import family_of, model_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +46,8 @@ def resolve_source(run: Path | None, model: str | None, runs_dir: Path = Path("r
     """--model (a model directory or zoo:<name>) wins; else --run; else runs/latest; else the shipped student."""
     import json
 
-    from vlsi_edge.zoo import zoo_path
-
     if model is not None:
-        path = zoo_path(model.removeprefix("zoo:")) if model.startswith("zoo:") else Path(model).expanduser()
+        path = model_dir(model)
         family_of(path)  # a clear error for anything that is not a supported model directory
         card = path / "card.json"
         data = ShapesConfig(**json.loads(card.read_text())["data"]) if card.is_file() else ShapesConfig()
@@ -75,10 +69,7 @@ def resolve_source(run: Path | None, model: str | None, runs_dir: Path = Path("r
 
 def image_size_of(family: Family, processor, image: Image.Image) -> int:
     """The square size the processor resizes images to (what the vision program is fixed at)."""
-    batch = family.process(processor, [image], [family.prompt("?")])
-    if "image_grid_thw" in batch:  # Qwen2-VL: patches; the grid says how many
-        return int(batch["image_grid_thw"][0, 1]) * processor.image_processor.patch_size
-    return int(batch["pixel_values"].shape[-1])
+    return family.processed_image_size(processor, family.process(processor, [image], [family.prompt("?")]))
 
 
 def prompt_spec(family: Family, processor, image: Image.Image) -> dict:
@@ -132,12 +123,6 @@ def prompt_text(tokenizer, spec: dict) -> dict:
     return {"num_bos": num_bos, **texts}
 
 
-# How each family's processor resizes, in the words the app's JVM module (android_demo/core) implements:
-#   longest_edge_then_square  (Idefics3 / SmolVLM) resize so the longest edge is `size` (aspect kept, the
-#                             short edge rounded up to even), then resize to size x size
-#   shortest_edge_then_center_crop  (LLaVA / CLIP)
-#   patches                   (Qwen2-VL: the program takes flattened patches; not an app input)
-RESIZE = {"idefics3": "longest_edge_then_square", "llava": "shortest_edge_then_center_crop", "qwen2_vl": "patches"}
 RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 
 
@@ -148,7 +133,7 @@ def image_spec(family: Family, processor, size: int) -> dict:
         "size": size,
         "channels": "RGB",
         "layout": "CHW float32, batch of one",
-        "resize": RESIZE.get(family.name, "to size x size"),
+        "resize": family.resize_rule,  # the rules are in docs/EXPORT.md and android_demo/core
         "resample": RESAMPLE.get(int(resample), str(resample)) if resample is not None else None,
         "rescale_factor": float(getattr(ip, "rescale_factor", 1 / 255)),
         "mean": [float(v) for v in ip.image_mean],
@@ -161,24 +146,9 @@ def image_spec(family: Family, processor, size: int) -> dict:
 # ------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ExportResult:
-    out_dir: Path
-    manifest: dict
-    report: dict | None
-    seconds: float
-
-    @property
-    def passed(self) -> bool:
-        return self.report is None or self.report["passed"]
-
-
-def export_target(source: Source, target: TargetConfig, out_dir: Path, validate: bool = True,
-                  command: str = "") -> ExportResult:
-    """Export, describe and (unless validate=False) validate `source` for `target` into out_dir."""
-    start = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+def export_programs(source: Source, target: TargetConfig, out_dir: Path) -> dict:
+    """Export `source` for `target` into the empty directory out_dir: programs, Hugging Face files, the app's
+    golden inputs and manifest.json (returned). `vlsi_edge.export.export_target` stages, validates and moves it."""
     family = family_of(source.model_dir)
     model = family.load(source.model_dir, torch.float32).eval()
     processor = family.load_processor(source.model_dir)
@@ -186,63 +156,47 @@ def export_target(source: Source, target: TargetConfig, out_dir: Path, validate:
     probe = ShapesVQA("test", size=1, config=source.data)[0].image
     size = image_size_of(family, processor, probe)
 
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.staging.") as tmp:
-        staging = Path(tmp)
-        write_hf_files(model, family, processor, staging)
-        parts = split_model(model, family, size, max_cache_len=target.max_context_len)
-        metadata = runner_metadata(parts, tokenizer, family.eos_token)
-        artifacts: dict[str, dict] = {}
-        timings: dict[str, float] = {}
-        if "executorch" in target.formats:
-            executorch_artifacts(model, family, size, target, metadata, staging, artifacts, timings)
-        if "onnx" in target.formats:
-            onnx_artifacts(model, family, size, target, staging, artifacts, timings)
+    write_hf_files(model, family, processor, out_dir)
+    parts = split_model(model, family, size, max_cache_len=target.max_context_len)
+    metadata = runner_metadata(parts, tokenizer, family.eos_token)
+    artifacts: dict[str, dict] = {}
+    timings: dict[str, float] = {}
+    if "executorch" in target.formats:
+        executorch_artifacts(model, family, size, target, metadata, out_dir, artifacts, timings)
+    if "onnx" in target.formats:
+        onnx_artifacts(model, family, size, target, out_dir, artifacts, timings)
 
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "family": family.name,
-            "model": {"source": str(source.model_dir), "name": source.name},
-            "target": target.name,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": _versions(),
-            "image": image_spec(family, processor, size),
-            "prompt": prompt_spec(family, processor, probe),
-            "tokens": {
-                "image_token_id": parts.image_token_id,
-                "image_token_count": image_token_count(parts),
-                "image_grid": list(parts.mrope_grid) if parts.mrope_grid else None,
-                "bos_id": metadata["get_bos_id"],
-                "eos_ids": metadata["get_eos_ids"],
-                # The runner streams the end-of-answer token's text too; the app cuts it off.
-                "eos_texts": [tokenizer.decode([i], skip_special_tokens=False) for i in metadata["get_eos_ids"]],
-                "pad_id": tokenizer.pad_token_id,
-                "vocab_size": metadata["get_vocab_size"],
-            },
-            "max_context_len": metadata["get_max_context_len"],
-            "max_seq_len": metadata["get_max_seq_len"],
-            "tokenizer": file_entry(staging, staging / "tokenizer.json"),
-            "artifacts": artifacts,
-            "export_seconds": timings,
-        }
-        if family.name != "qwen2_vl":  # the app runs stock-runner families only
-            golden = write_app_golden(family, processor, manifest["prompt"], source.data, staging)
-            manifest["app_golden"] = (golden / GOLDEN_INDEX).relative_to(staging).as_posix()
-        atomic.write_json(staging / MANIFEST, manifest)
-
-        report = None
-        if validate:
-            from vlsi_edge.validate.run import validate_export
-
-            report = validate_export(staging, source, model, family, processor, target, command)
-            manifest["validation"] = {
-                "report": "report.json", "passed": report["passed"],
-                "artifacts": {r["artifact"]: {k: r.get(k) for k in ("accuracy", "agreement", "first_token_kl", "gate", "error")}
-                              for r in report["rows"] if "gate" in r},
-            }
-            atomic.write_json(staging / MANIFEST, manifest)
-        os.chmod(staging, 0o755)  # mkdtemp makes 0700
-        atomic.replace_dir(staging, out_dir)  # the TemporaryDirectory is then gone: nothing left to clean
-    return ExportResult(out_dir, manifest, report, time.perf_counter() - start)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "family": family.name,
+        "model": {"source": str(source.model_dir), "name": source.name},
+        "target": target.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "image": image_spec(family, processor, size),
+        "prompt": prompt_spec(family, processor, probe),
+        "tokens": {
+            "image_token_id": parts.image_token_id,
+            "image_token_count": image_token_count(parts),
+            "image_grid": list(parts.mrope_grid) if parts.mrope_grid else None,
+            "bos_id": metadata["get_bos_id"],
+            "eos_ids": metadata["get_eos_ids"],
+            # The runner streams the end-of-answer token's text too; the app cuts it off.
+            "eos_texts": [tokenizer.decode([i], skip_special_tokens=False) for i in metadata["get_eos_ids"]],
+            "pad_id": tokenizer.pad_token_id,
+            "vocab_size": metadata["get_vocab_size"],
+        },
+        "max_context_len": metadata["get_max_context_len"],
+        "max_seq_len": metadata["get_max_seq_len"],
+        "tokenizer": file_entry(out_dir, out_dir / "tokenizer.json"),
+        "artifacts": artifacts,
+        "export_seconds": timings,
+    }
+    if parts.mrope_grid is None:  # the app runs stock-runner families only (not M-RoPE)
+        golden = write_app_golden(family, processor, manifest["prompt"], source.data, out_dir)
+        manifest["app_golden"] = (golden / GOLDEN_INDEX).relative_to(out_dir).as_posix()
+    write_manifest(out_dir, manifest)
+    return manifest
 
 
 def executorch_artifacts(model, family, size: int, target: TargetConfig, metadata: dict, staging: Path,

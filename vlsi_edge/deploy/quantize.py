@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from vlsi_edge import atomic
-from vlsi_edge.deploy.parts import Parts
+from vlsi_edge.families.parts import Parts
 from vlsi_edge.deploy.targets import ExecutorchTarget
 
 log = logging.getLogger(__name__)

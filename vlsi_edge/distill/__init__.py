@@ -2,12 +2,8 @@
 
 from vlsi_edge.distill.losses import (
     IGNORE_INDEX,
-    answer_cross_entropy,
-    answer_kl,
-    answer_kl_per_sample,
     answer_mask,
     kl_divergence,
-    masked_mean,
     per_sample_mean,
 )
 from vlsi_edge.distill.matching import STRATEGIES, MatchResult, adaptive_temperature, match_layers, search_range
@@ -28,14 +24,10 @@ __all__ = [
     "VerbFFN",
     "Verbalizers",
     "adaptive_temperature",
-    "answer_cross_entropy",
-    "answer_kl",
-    "answer_kl_per_sample",
     "answer_mask",
     "check_target_layers",
     "kl_divergence",
     "load_verbalizers",
-    "masked_mean",
     "match_layers",
     "per_sample_mean",
     "save_verbalizers",

@@ -1,10 +1,11 @@
-"""Distillation losses as pure functions: KL over the vocabulary and cross-entropy, on answer tokens.
+"""Distillation losses as pure functions: KL over the vocabulary, on rows of answer positions.
 
 VLsI (arXiv 2412.01822) uses two losses:
   step 1 (verbalization) and step 3 (SFT):  CE = -1/N sum_{answer t} log p_student(y_{t+1} | x_{<=t})
   step 2 (interaction):                     KL(p_teacher || p_student) at answer positions, averaged over
                                             answer tokens, one term per matched layer pair + the final layer.
-The training loop combines the terms; each function here returns one term so every term is logged.
+`vlsi_edge.distill.steps` gathers each model's answer positions once (`answer_states`: rows [N, V]) and
+combines the terms (cross-entropy is torch's on those rows); each function here returns one term.
 
 Shapes: B batch, L sequence length, V vocabulary size, N number of (answer) positions.
 Conventions:
@@ -17,6 +18,7 @@ Conventions:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -118,78 +120,6 @@ def kl_divergence(
     return torch.cat(pieces).reshape(lead)
 
 
-def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """values [B, L], mask [B, L] (bool) -> 0-dim mean of values[mask]. Raises if mask selects nothing."""
-    if values.shape != mask.shape:
-        raise ValueError(f"values {tuple(values.shape)} and mask {tuple(mask.shape)} differ in shape")
-    count = int(mask.sum())
-    if count == 0:
-        raise ValueError("masked_mean over an empty mask (no answer tokens in the batch?)")
-    return values[mask].sum() / count
-
-
-def _check_batch(teacher_logits: Tensor, student_logits: Tensor, labels: Tensor) -> None:
-    if teacher_logits.shape[:-1] != labels.shape or student_logits.shape[:-1] != labels.shape:
-        raise ValueError(
-            f"logits teacher {tuple(teacher_logits.shape)} / student {tuple(student_logits.shape)} do not "
-            f"match labels {tuple(labels.shape)} as [B, L, V] vs [B, L]"
-        )
-
-
-def answer_kl(
-    teacher_logits: Tensor,
-    student_logits: Tensor,
-    labels: Tensor,
-    direction: Direction = "forward",
-    temperature: float = 1.0,
-    vocab: int | None = None,
-    chunk_size: int = 0,
-) -> Tensor:
-    """KL at answer positions, averaged over all answer tokens of the batch (token-weighted).
-
-    teacher_logits [B, L, Vt], student_logits [B, L, Vs], labels [B, L] -> 0-dim float32.
-
-        L_KL = 1/N sum_{(b,t): labels[b,t+1] != -100} KL(p_t[b,t] || p_s[b,t])     (VLsI step 2)
-
-    Answer positions are gathered first ([N, V], N = answer tokens), so no KL (and no float32 softmax)
-    is ever computed for prompt, image or padding positions.
-    """
-    _check_batch(teacher_logits, student_logits, labels)
-    mask = answer_mask(labels)
-    if not mask.any():
-        raise ValueError("answer_kl: the batch has no answer tokens (all labels are -100)")
-    return kl_divergence(
-        teacher_logits[mask], student_logits[mask], direction, temperature, vocab, chunk_size
-    ).mean()
-
-
-def answer_kl_per_sample(
-    teacher_logits: Tensor,
-    student_logits: Tensor,
-    labels: Tensor,
-    direction: Direction = "forward",
-    temperature: float = 1.0,
-    vocab: int | None = None,
-    chunk_size: int = 0,
-) -> Tensor:
-    """Mean KL over each sample's own answer tokens (for per-sample layer matching).
-
-    teacher_logits [B, L, Vt], student_logits [B, L, Vs], labels [B, L] -> [B] float32.
-
-        L_KL[b] = 1/N_b sum_{t: labels[b,t+1] != -100} KL(p_t[b,t] || p_s[b,t])
-
-    A sample with no answer token (N_b = 0, e.g. its answer was truncated away) gets NaN: select samples
-    with `answer_mask(labels).any(-1)` before using the values. Note that the mean of these is the
-    sample-weighted mean, not `answer_kl` (token-weighted) unless all N_b are equal.
-    """
-    _check_batch(teacher_logits, student_logits, labels)
-    mask = answer_mask(labels)
-    kl = kl_divergence(teacher_logits[mask], student_logits[mask], direction, temperature, vocab, chunk_size)
-    # Row b of the flattened mask belongs to sample b: scatter each answer token's KL back to its sample.
-    sample = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(mask)[mask]
-    return per_sample_mean(kl, sample, labels.shape[0])
-
-
 def per_sample_mean(values: Tensor, sample: Tensor, batch_size: int) -> Tensor:
     """values [N], sample ids [N] -> [B] mean per sample (NaN for a sample with no values)."""
     total = torch.zeros(batch_size, dtype=values.dtype, device=values.device).index_add(0, sample, values)
@@ -197,20 +127,26 @@ def per_sample_mean(values: Tensor, sample: Tensor, batch_size: int) -> Tensor:
     return total / count
 
 
-def answer_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Next-token cross-entropy on answer tokens, averaged over answer tokens.
+@dataclass
+class TopK:
+    """A sparse teacher distribution: [N, k] log-probs and ids (rows = answer positions)."""
 
-    logits [B, L, V], labels [B, L] -> 0-dim float32.
+    logprobs: torch.Tensor
+    ids: torch.Tensor
 
-        CE = -1/N sum_{(b,t): labels[b,t+1] != -100} log softmax(logits[b,t])[labels[b,t+1]]
+    def __getitem__(self, rows) -> "TopK":
+        return TopK(self.logprobs[rows], self.ids[rows])
 
-    Equals a Hugging Face causal LM's built-in `loss` for the same logits and labels; gathers the answer
-    positions first so only [N, V] is upcast to float32.
-    """
-    if logits.shape[:-1] != labels.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} do not match labels {tuple(labels.shape)}")
-    mask = answer_mask(labels)
-    if not mask.any():
-        raise ValueError("answer_cross_entropy: the batch has no answer tokens (all labels are -100)")
-    targets = labels.roll(-1, dims=-1)[mask]  # labels[b, t+1] at each answer position (b, t)
-    return F.cross_entropy(logits[mask].float(), targets)
+    @classmethod
+    def of(cls, logits: torch.Tensor, k: int, vocab: int) -> "TopK":
+        logprobs = F.log_softmax(logits[..., :vocab].float(), dim=-1)
+        values, ids = logprobs.topk(min(k, vocab), dim=-1)
+        return cls(values, ids)
+
+
+def topk_kl(teacher: TopK, student_logits: torch.Tensor, temperature: float, vocab: int | None) -> torch.Tensor:
+    """[N] forward KL of a top-k teacher (renormalised on its support) against full student logits."""
+    width = vocab or student_logits.shape[-1]
+    log_s = F.log_softmax(student_logits[..., :width].float() / temperature, dim=-1).gather(-1, teacher.ids.long())
+    log_t = F.log_softmax(teacher.logprobs.float() / temperature, dim=-1)  # renormalise on the support
+    return (log_t.exp() * (log_t - log_s)).sum(-1) * temperature**2

@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vlsi_edge.distill.losses import answer_mask, kl_divergence, per_sample_mean
+from vlsi_edge.distill.losses import TopK, answer_mask, kl_divergence, per_sample_mean, topk_kl
 from vlsi_edge.distill.matching import MatchResult
-from vlsi_edge.distill.teacher_cache import TopK, topk_kl
 from vlsi_edge.distill.verbalizer import Verbalizers, verbalize
 from vlsi_edge.families import Family
 
@@ -37,6 +36,8 @@ def answer_states(family: Family, model: nn.Module, batch: dict, layers: list[in
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     out = model(**inputs, output_hidden_states=bool(layers))
     mask = answer_mask(labels)  # [B, L]
+    if not mask.any():
+        raise ValueError("the batch has no answer tokens (all labels are -100: answers truncated away?)")
     targets = labels[:, 1:][mask[:, :-1]]
     sample = torch.arange(labels.shape[0]).unsqueeze(1).expand_as(labels)[mask]
     # hidden_states[0] is the embedding output, so decoder layer k's output is hidden_states[k + 1].

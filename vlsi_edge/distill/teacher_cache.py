@@ -22,43 +22,17 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save
 from tqdm import tqdm
 
 from vlsi_edge import atomic
 from vlsi_edge.config import ConfigError
+from vlsi_edge.distill.losses import TopK
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TopK:
-    """A sparse teacher distribution: [N, k] log-probs and ids (rows = answer positions)."""
-
-    logprobs: torch.Tensor
-    ids: torch.Tensor
-
-    def __getitem__(self, rows) -> "TopK":
-        return TopK(self.logprobs[rows], self.ids[rows])
-
-    @classmethod
-    def of(cls, logits: torch.Tensor, k: int, vocab: int) -> "TopK":
-        logprobs = F.log_softmax(logits[..., :vocab].float(), dim=-1)
-        values, ids = logprobs.topk(min(k, vocab), dim=-1)
-        return cls(values, ids)
-
-
-def topk_kl(teacher: TopK, student_logits: torch.Tensor, temperature: float, vocab: int | None) -> torch.Tensor:
-    """[N] forward KL of a top-k teacher (renormalised on its support) against full student logits."""
-    width = vocab or student_logits.shape[-1]
-    log_s = F.log_softmax(student_logits[..., :width].float() / temperature, dim=-1).gather(-1, teacher.ids.long())
-    log_t = F.log_softmax(teacher.logprobs.float() / temperature, dim=-1)  # renormalise on the support
-    return (log_t.exp() * (log_t - log_s)).sum(-1) * temperature**2
 
 
 def pseudo_label_file(rank: int) -> str:

@@ -148,6 +148,23 @@ class Family:
     def hidden_size(self, model: PreTrainedModel) -> int:
         return self.embed_tokens(model).embedding_dim
 
+    # ---- export ---------------------------------------------------------------------------------
+    resize_rule: ClassVar[str]  # how the processor resizes, in the words of the app's JVM module (manifest "resize")
+    pixel_image_axis: ClassVar[bool] = False  # the processor's pixel_values carry an images axis [B, N, 3, H, W]
+
+    def vision_encoder(self, model: PreTrainedModel, image_size: int) -> nn.Module:
+        """Vision tower + projector for one image of a fixed size (data-dependent code made constant),
+        with `example_pixel_values()`; the program `vision_encoder` of `families.parts.split_model`."""
+        raise NotImplementedError(f"no export vision encoder for family {self.name}")
+
+    def mrope_grid(self, model: PreTrainedModel, image_size: int) -> tuple[int, int] | None:
+        """(rows, cols) of an image's tokens when the decoder takes M-RoPE position ids, else None."""
+        return None
+
+    def processed_image_size(self, processor: Any, batch: dict) -> int:
+        """The square size the processor resized one image to, from its output for that image."""
+        return int(batch["pixel_values"].shape[-1])
+
     def module_groups(self, model: PreTrainedModel) -> dict[str, list[nn.Module]]:
         """Disjoint groups covering every parameter: vision, projector, language (incl. lm_head)."""
         language = [self.language_model(model), self.lm_head(model)]
@@ -237,6 +254,12 @@ def turn_template(user: str, assistant: str, end: str, image: str, generation: s
         "{% endfor %}"
         f"{{% if add_generation_prompt %}}{lit(generation)}{{% endif %}}"
     )
+
+
+def check_image_size(config: PretrainedConfig, image_size: int) -> None:
+    """Towers with a learned position table work at their configured size only."""
+    if image_size != config.image_size:
+        raise ValueError(f"image size {image_size}: this vision tower is built for {config.image_size}")
 
 
 def _tied(model: PreTrainedModel) -> bool:

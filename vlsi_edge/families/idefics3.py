@@ -8,10 +8,12 @@ Llama decoder. Images are used at one fixed size (no tiling), so the image becom
 
 from __future__ import annotations
 
+import torch
+from torch import nn
 from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
 from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
-from vlsi_edge.families.base import Family, TinySpec, siglip_dims, turn_template
+from vlsi_edge.families.base import Family, TinySpec, check_image_size, siglip_dims, turn_template
 
 SCALE_FACTOR = 2
 
@@ -21,6 +23,9 @@ class Idefics3Family(Family):
     model_class = Idefics3ForConditionalGeneration
     image_token = "<image>"
     eos_token = "<end_of_utterance>"
+    # resize so the longest edge is the size (aspect kept, the short edge rounded up to even), then to size x size
+    resize_rule = "longest_edge_then_square"
+    pixel_image_axis = True
     special_tokens = (
         "<fake_token_around_image>",
         "<image>",
@@ -83,3 +88,34 @@ class Idefics3Family(Family):
 
     def projector_modules(self, model):
         return [model.model.connector]
+
+    def vision_encoder(self, model, image_size: int) -> nn.Module:
+        return Idefics3VisionEncoder(model, image_size)
+
+
+class Idefics3VisionEncoder(nn.Module):
+    """SigLIP-style tower + pixel-shuffle connector at one fixed image size.
+
+    The stock embeddings compute patch position ids with `bucketize` from a patch mask (no ExecuTorch
+    kernel, data-dependent). For a full, unpadded image of the configured size those ids are simply
+    0..num_patches-1, so they are a constant buffer here.
+    """
+
+    def __init__(self, model, image_size: int):
+        super().__init__()
+        check_image_size(model.config.vision_config, image_size)
+        self.vision = model.model.vision_model
+        self.connector = model.model.connector
+        self.image_size = image_size
+        self.register_buffer("position_ids", torch.arange(self.vision.embeddings.num_patches).unsqueeze(0), persistent=False)
+
+    def example_pixel_values(self) -> torch.Tensor:
+        return torch.zeros(1, 3, self.image_size, self.image_size)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        embeddings = self.vision.embeddings
+        patches = embeddings.patch_embedding(pixel_values).flatten(2).transpose(1, 2)  # [1, P, Dv]
+        hidden = patches + embeddings.position_embedding(self.position_ids)
+        hidden = self.vision.encoder(inputs_embeds=hidden).last_hidden_state
+        hidden = self.vision.post_layernorm(hidden)
+        return self.connector(hidden)  # [1, P / scale^2, D]

@@ -68,3 +68,16 @@ def build_batch(
 ) -> dict[str, torch.Tensor]:
     examples = [build_example(family, processor, s, with_answer) for s in samples]
     return collate(examples, family.tokenizer(processor).pad_token_id, padding_side)
+
+
+def write_inputs(family: Family, processor: Any, samples: list[VQASample], path) -> None:
+    """A program worker's inputs (`vlsi_edge.runtime.worker.read_inputs`): input_ids [1, S] and
+    pixel_values (the processor's layout for one image) per item, as one .npz."""
+    import numpy as np
+
+    arrays = {}
+    for i, sample in enumerate(samples):
+        batch = build_batch(family, processor, [sample], with_answer=False)
+        arrays[f"ids_{i}"] = batch["input_ids"].numpy()
+        arrays[f"pixels_{i}"] = batch["pixel_values"].numpy().astype(np.float32)
+    np.savez(path, count=np.array(len(samples)), **arrays)

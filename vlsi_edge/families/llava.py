@@ -9,10 +9,12 @@ LLaVA-OneVision checkpoints load through the same class from a local path.
 
 from __future__ import annotations
 
+import torch
+from torch import nn
 from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
-from vlsi_edge.families.base import ChatMLFamily, TinySpec, siglip_dims
+from vlsi_edge.families.base import ChatMLFamily, TinySpec, check_image_size, siglip_dims
 
 
 class LlavaFamily(ChatMLFamily):
@@ -21,6 +23,7 @@ class LlavaFamily(ChatMLFamily):
     image_token = "<image>"
     image_placeholder = "<image>\n"
     special_tokens = ("<image>",)
+    resize_rule = "shortest_edge_then_center_crop"  # CLIP's
 
     def tiny_config(self, tokenizer, spec: TinySpec) -> LlavaConfig:
         ids = tokenizer.convert_tokens_to_ids
@@ -64,3 +67,31 @@ class LlavaFamily(ChatMLFamily):
 
     def projector_modules(self, model):
         return [model.model.multi_modal_projector]
+
+    def vision_encoder(self, model, image_size: int) -> nn.Module:
+        return LlavaVisionEncoder(model, image_size)
+
+
+class LlavaVisionEncoder(nn.Module):
+    """Vision tower -> configured feature layer(s) -> MLP projector (LlavaModel.get_image_features for one image)."""
+
+    def __init__(self, model, image_size: int):
+        super().__init__()
+        config = model.config
+        check_image_size(config.vision_config, image_size)
+        self.tower = model.model.vision_tower
+        self.projector = model.model.multi_modal_projector
+        self.image_size = image_size
+        layers = config.vision_feature_layer
+        self.feature_layers = [layers] if isinstance(layers, int) else list(layers)
+        self.drop_cls = config.vision_feature_select_strategy == "default"
+
+    def example_pixel_values(self) -> torch.Tensor:
+        return torch.zeros(1, 3, self.image_size, self.image_size)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.tower(pixel_values, output_hidden_states=True).hidden_states
+        features = torch.cat([hidden_states[i] for i in self.feature_layers], dim=-1)
+        if self.drop_cls:
+            features = features[:, 1:]
+        return self.projector(features)  # [1, P, D]

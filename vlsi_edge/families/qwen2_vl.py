@@ -15,8 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 from transformers import AutoTokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+from transformers.models.qwen2_vl.modeling_qwen2_vl import apply_rotary_pos_emb_vision
+from transformers.vision_utils import get_vision_position_ids
 
 from vlsi_edge.families.base import ChatMLFamily, TinySpec
 
@@ -59,6 +63,7 @@ class Qwen2VLFamily(ChatMLFamily):
     image_token = "<|image_pad|>"
     image_placeholder = "<|vision_start|><|image_pad|><|vision_end|>"
     special_tokens = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+    resize_rule = "patches"  # the program takes flattened patches; not an app input
 
     def tiny_config(self, tokenizer, spec: TinySpec) -> Qwen2VLConfig:
         ids = tokenizer.convert_tokens_to_ids
@@ -114,3 +119,62 @@ class Qwen2VLFamily(ChatMLFamily):
 
     def projector_modules(self, model):
         return [model.model.visual.merger]
+
+    def vision_encoder(self, model, image_size: int) -> nn.Module:
+        return Qwen2VLVisionEncoder(model, image_size)
+
+    def mrope_grid(self, model, image_size: int) -> tuple[int, int]:
+        vision = model.config.vision_config
+        side = image_size // vision.patch_size // vision.spatial_merge_size
+        return side, side
+
+    def processed_image_size(self, processor, batch: dict) -> int:
+        return int(batch["image_grid_thw"][0, 1]) * processor.image_processor.patch_size  # patches: the grid says
+
+
+class Qwen2VLVisionEncoder(nn.Module):
+    """Qwen2-VL's ViT + patch merger for one image of a fixed size.
+
+    The stock tower derives its 2-D rotary angles and the attention segments (`cu_seqlens`) from
+    `grid_thw` at run time (`.tolist()`, per-segment splits). One image of a fixed grid has fixed
+    angles — buffers here — and a single segment covering every patch, i.e. plain full attention,
+    so the program takes only the processor's flattened patches [rows*cols*merge^2, 3*T*P*P]
+    (T = temporal_patch_size copies of the frame, P = patch_size).
+    """
+
+    def __init__(self, model, image_size: int):
+        super().__init__()
+        self.visual = model.model.visual
+        config = self.visual.config
+        block = config.patch_size * config.spatial_merge_size
+        if image_size % block:
+            raise ValueError(f"image size {image_size} must be a multiple of patch_size * spatial_merge_size = {block}")
+        side = image_size // config.patch_size
+        self.patch_dim = config.in_channels * config.temporal_patch_size * config.patch_size**2
+        position_ids = get_vision_position_ids(torch.tensor([[1, side, side]]), config.spatial_merge_size)
+        cos, sin = self.visual.rotary_pos_emb(self.visual.patch_embed.proj.weight, position_ids)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+
+    def example_pixel_values(self) -> torch.Tensor:
+        return torch.zeros(self.cos.shape[0], self.patch_dim)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        # PatchEmbed's Conv3d has kernel = stride = one patch: a matmul over the flattened patch
+        # (no ExecuTorch kernel or XNNPACK delegate takes a 5-D convolution).
+        hidden = F.linear(pixel_values, self.visual.patch_embed.proj.weight.flatten(1))  # [N, Dv]
+        for block in self.visual.blocks:
+            hidden = hidden + self._attention(block.attn, block.norm1(hidden))
+            hidden = hidden + block.mlp(block.norm2(hidden))
+        return self.visual.merger(hidden).unsqueeze(0)  # [1, N / merge^2, D]
+
+    def _attention(self, attn, hidden: torch.Tensor) -> torch.Tensor:
+        """VisionAttention over one segment holding all N patches."""
+        n = hidden.shape[0]
+        q, k, v = attn.qkv(hidden).reshape(n, 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)  # [N, H, hd]
+        q, k = apply_rotary_pos_emb_vision(q, k, self.cos, self.sin)
+        q, k, v = (t.transpose(0, 1) for t in (q, k, v))  # [H, N, hd]
+        # Plain attention, not SDPA: SDPA's decomposition adds a safe softmax (any / where over the scores)
+        # that XNNPACK does not take, leaving it to ExecuTorch's one-thread portable kernels.
+        out = ((q @ k.transpose(1, 2)) * attn.scaling).softmax(dim=-1) @ v
+        return attn.proj(out.transpose(0, 1).reshape(n, -1))

@@ -23,6 +23,9 @@ from vlsi_edge.families.base import Family, TinySpec
 
 log = logging.getLogger(__name__)
 
+# The shipped toy models (package data, vlsi_edge/zoo/models/<name>/; `python -m vlsi_edge.zoo build` writes them).
+ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo" / "models"
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # Width of tiny:<layers> models. The vocabulary comes from the ShapesVQA tokenizer, so a teacher and a
@@ -32,6 +35,24 @@ TINY_WIDTH = TinySpec(
     vision_layers=1, vision_hidden=64, vision_heads=2, vision_intermediate=128,
     image_size=64, patch_size=16,
 )
+
+
+def zoo_path(name: str) -> Path:
+    """The directory of the shipped toy model `name` (zoo:<name>)."""
+    path = ZOO_DIR / name
+    if not (path / "card.json").is_file():
+        known = sorted(p.name for p in ZOO_DIR.glob("*") if (p / "card.json").is_file())
+        raise FileNotFoundError(
+            f"no zoo model {name!r} in {ZOO_DIR} (known: {', '.join(known) or 'none'}); "
+            "rebuild with `python -m vlsi_edge.zoo build`"
+        )
+    return path
+
+
+def model_dir(source: str | Path) -> Path:
+    """The directory a saved-model source names: zoo:<name> or a local path (not checked here)."""
+    source = str(source)
+    return zoo_path(source.removeprefix("zoo:")) if source.startswith("zoo:") else Path(source).expanduser()
 
 
 def tiny_tokenizer(family: Family):
@@ -59,8 +80,6 @@ def load_source(
 ) -> tuple[PreTrainedModel, Any, str]:
     """(model, processor, resolved path or description) for a model source string."""
     if source.startswith("zoo:"):
-        from vlsi_edge.zoo import zoo_path
-
         path = zoo_path(source.removeprefix("zoo:"))
         return _load_path(family, path, dtype, quantization), family.load_processor(path), str(path)
     if source.startswith("tiny:"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vlsi_edge.deploy.parts import Parts, decode
+from vlsi_edge.families.parts import Parts, decode
 from vlsi_edge.runtime.loop import greedy
 
 

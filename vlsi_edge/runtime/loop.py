@@ -57,6 +57,15 @@ class Positions:
         return None if self.image_grid is None else mrope_step_positions(cache_position, 1, self.delta)
 
 
+def insert_image(embeds: np.ndarray, input_ids: np.ndarray, image: np.ndarray, image_token_id: int) -> np.ndarray:
+    """embeds [1, S, D] of input_ids [1, S] with the image embeddings [1, n, D] at the n image tokens (in place)."""
+    is_image = np.asarray(input_ids)[0] == image_token_id
+    if int(is_image.sum()) != image.shape[1]:
+        raise ValueError(f"prompt has {int(is_image.sum())} image tokens but the encoder gives {image.shape[1]}")
+    embeds[0, is_image] = image[0]
+    return embeds
+
+
 def greedy(
     runtime: HostRuntime,
     input_ids: np.ndarray,
@@ -75,11 +84,7 @@ def greedy(
     start = time.perf_counter()
     image = runtime.encode_image(pixel_values)
     encoded = time.perf_counter()
-    embeds = runtime.embed(input_ids).copy()
-    is_image = input_ids[0] == runtime.image_token_id
-    if int(is_image.sum()) != image.shape[1]:
-        raise ValueError(f"prompt has {int(is_image.sum())} image tokens but the encoder gives {image.shape[1]}")
-    embeds[0, is_image] = image[0]
+    embeds = insert_image(runtime.embed(input_ids).copy(), input_ids, image, runtime.image_token_id)
     first_logits = runtime.prefill(embeds, positions.prompt(input_ids))
     first = time.perf_counter()
     length = input_ids.shape[1]

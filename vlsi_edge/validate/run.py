@@ -1,75 +1,90 @@
-"""Validate every artifact of an export against the float student (each in its own worker process)."""
+"""Validate every artifact of an export against the float student (each in its own worker process).
+
+The float student's eager parts run first, through the same host loop and worker as the programs
+(`vlsi_edge.runtime.worker`, spawned by module name): their answers and first-token logits are the
+reference every program's agreement and KL are measured against, and its accuracy the gate's baseline.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from vlsi_edge.validate.inputs import float_reference, validation_items, write_inputs
+from vlsi_edge.contracts.manifest import load_manifest
+from vlsi_edge.data import ShapesConfig
+from vlsi_edge.data.scoring import score
+from vlsi_edge.families.inputs import write_inputs
+from vlsi_edge.families.sources import family_of
+from vlsi_edge.validate.inputs import Reference, validation_items
 from vlsi_edge.validate.report import gate, metrics, write_report
+from vlsi_edge.worker import WorkerError, spawn
 
 log = logging.getLogger(__name__)
+FLOAT_ROW = "float (PyTorch eager)"
 
 
-def run_worker(export_dir: Path, artifact: str, inputs: Path, threads: int, max_new_tokens: int,
-               ignore_eos: bool = False) -> tuple[dict | None, str | None]:
-    """(the worker's arrays, None), or (None, the error's last lines) when it failed."""
+def run_program(export_dir: Path, artifact: str, inputs: Path, threads: int, max_new_tokens: int,
+                ignore_eos: bool = False) -> tuple[dict | None, str | None]:
+    """(the program's arrays, None), or (None, the error's last lines) when its worker failed."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.npz"
-        cmd = [sys.executable, "-m", "vlsi_edge.validate.worker", str(export_dir), artifact, str(inputs), str(out),
-               "--threads", str(threads), "--max-new-tokens", str(max_new_tokens), *(["--ignore-eos"] * ignore_eos)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-            return None, " / ".join(lines[-2:]) or f"exit code {proc.returncode}"
+        job = {"export_dir": str(export_dir), "artifact": artifact, "inputs": str(inputs), "out": str(out),
+               "threads": threads, "max_new_tokens": max_new_tokens, "ignore_eos": ignore_eos}
+        try:
+            spawn("vlsi_edge.runtime.worker", job, threads=threads or None)
+        except WorkerError as e:
+            return None, str(e)
         with np.load(out) as data:
             return {k: data[k] for k in data.files}, None
 
 
-def validate_export(export_dir: Path, source, model, family, processor, target, command: str) -> dict:
-    """Score every artifact in export_dir's manifest; write report.json / .md / .png there; return the report."""
-    import json
+def decode_answers(tokenizer, run: dict) -> list[str]:
+    answers, start = [], 0
+    for n in run["lengths"]:
+        answers.append(tokenizer.decode(run["tokens"][start : start + n].tolist(), skip_special_tokens=True).strip())
+        start += n
+    return answers
 
-    manifest = json.loads((export_dir / "manifest.json").read_text())
+
+def validate_export(export_dir: Path, model_dir: Path, data: ShapesConfig, target, command: str) -> dict:
+    """Score every artifact in export_dir's manifest; write report.json / .md / .png there; return the report."""
+    manifest = load_manifest(export_dir)
+    family = family_of(model_dir)
+    processor = family.load_processor(model_dir)
     tokenizer = family.tokenizer(processor)
     size = target.validation.size
-    samples = validation_items(source.data, size)
+    samples = validation_items(data, size)
     threads = min(target.threads, os.cpu_count() or 1) if target.threads else 0
-    reference = float_reference(model, family, processor, samples, target.validation.max_new_tokens)
-    float_accuracy = metrics_accuracy(reference)
+    max_new_tokens = target.validation.max_new_tokens
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         inputs = Path(tmp) / "inputs.npz"
         write_inputs(family, processor, samples, inputs)
-        names = [f"float:{source.model_dir}", *manifest["artifacts"]]
-        for name in names:
-            run, error = run_worker(export_dir, name, inputs, threads, target.validation.max_new_tokens)
-            artifact = manifest["artifacts"].get(name)
-            row = {"artifact": "float (PyTorch eager)" if artifact is None else name,
-                   "runtime": "pytorch" if artifact is None else artifact["runtime"],
-                   "scheme": "fp32" if artifact is None else artifact["scheme"],
-                   "bytes": None if artifact is None else sum(f["bytes"] for f in artifact["files"].values())}
+        run, error = run_program(export_dir, f"float:{model_dir}", inputs, threads, max_new_tokens)
+        if error is not None:
+            raise RuntimeError(f"the float student {model_dir} failed in the validation worker: {error}")
+        reference = Reference(samples, decode_answers(tokenizer, run), run["first_logits"])
+        float_accuracy = round(float(score(reference.answers, samples)["accuracy"]), 4)
+        rows.append({"artifact": FLOAT_ROW, "runtime": "pytorch", "scheme": "fp32", "bytes": None,
+                     **metrics(run, reference.answers, reference)})
+        for name, artifact in manifest["artifacts"].items():
+            row = {"artifact": name, "runtime": artifact["runtime"], "scheme": artifact["scheme"],
+                   "bytes": sum(f["bytes"] for f in artifact["files"].values())}
+            run, error = run_program(export_dir, name, inputs, threads, max_new_tokens)
             if error is not None:
                 row["error"] = error
             else:
-                answers, start = [], 0
-                for n in run["lengths"]:
-                    answers.append(tokenizer.decode(run["tokens"][start : start + n].tolist(), skip_special_tokens=True).strip())
-                    start += n
-                row |= metrics(run, answers, reference)
-            if artifact is not None:
-                row["gate"] = gate(row, float_accuracy, target.threshold(artifact["scheme"]))
+                row |= metrics(run, decode_answers(tokenizer, run), reference)
+            row["gate"] = gate(row, float_accuracy, target.threshold(artifact["scheme"]))
             rows.append(row)
-            log.info("validated %s: %s", name, {k: v for k, v in row.items() if k not in ("artifact",)})
+            log.info("validated %s: %s", name, {k: v for k, v in row.items() if k != "artifact"})
     report = {
         "target": target.name,
-        "model": str(source.model_dir),
+        "model": str(model_dir),
         "family": family.name,
         "items": size,
         "threads": threads or "runtime default",
@@ -82,7 +97,10 @@ def validate_export(export_dir: Path, source, model, family, processor, target, 
     return report
 
 
-def metrics_accuracy(reference) -> float:
-    from vlsi_edge.data.scoring import score
-
-    return round(float(score(reference.answers, reference.samples)["accuracy"]), 4)
+def summary(report: dict) -> dict:
+    """What the manifest records of a validation (its `validation` key)."""
+    return {
+        "report": "report.json", "passed": report["passed"],
+        "artifacts": {r["artifact"]: {k: r.get(k) for k in ("accuracy", "agreement", "first_token_kl", "gate", "error")}
+                      for r in report["rows"] if "gate" in r},
+    }

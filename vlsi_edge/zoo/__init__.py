@@ -16,8 +16,7 @@ import torch
 from transformers import PreTrainedModel
 
 from vlsi_edge.families import Family, get_family
-
-ZOO_DIR = Path(__file__).parent / "models"
+from vlsi_edge.families.sources import ZOO_DIR, zoo_path
 
 
 @dataclass
@@ -35,16 +34,6 @@ class ZooPair:
     teacher: ZooModel
     student: ZooModel
 
-
-def zoo_path(name: str) -> Path:
-    path = ZOO_DIR / name
-    if not (path / "card.json").is_file():
-        known = sorted(p.name for p in ZOO_DIR.glob("*") if (p / "card.json").is_file())
-        raise FileNotFoundError(
-            f"no zoo model {name!r} in {ZOO_DIR} (known: {', '.join(known) or 'none'}); "
-            "rebuild with `python -m vlsi_edge.zoo build`"
-        )
-    return path
 
 
 def load_model(name: str, dtype: torch.dtype = torch.float32) -> ZooModel:

@@ -35,10 +35,10 @@ from vlsi_edge import atomic
 from vlsi_edge.data import ShapesConfig, ShapesVQA, corpus
 from vlsi_edge.evaluate import evaluate, evaluate_splits
 from vlsi_edge.families import Family, TinySpec, build_batch, get_family, train_bpe
+from vlsi_edge.families.sources import ZOO_DIR
 
 log = logging.getLogger(__name__)
 
-ZOO_DIR = Path(__file__).parent / "models"
 FAMILY = "idefics3"
 VOCAB_SIZE = 512
 LABELLED = 2000  # N_L: the student's labelled items (= DataConfig.labelled's default)

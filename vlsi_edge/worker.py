@@ -1,0 +1,45 @@
+"""Work in a fresh process, one way for every caller: `python -m <module> JOB_JSON RESULT_JSON`.
+
+A worker module ends with `sys.exit(serve(handler))`; `handler(job: dict) -> dict` does the work and
+returns a JSON-able result (large arrays go to a file the job names). `spawn` runs it and returns
+that result, or raises `WorkerError` with the last lines the worker printed. A process per job keeps
+each job's peak memory and thread pool its own (the exported programs, transformers' baseline,
+llama.cpp, one training objective).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+class WorkerError(RuntimeError):
+    """A worker exited with an error; the message ends with the last lines of its output."""
+
+
+def spawn(module: str, job: dict, threads: int | None = None, timeout_s: float | None = None) -> dict:
+    """Run `module`'s worker on `job` in a fresh Python; its result (threads caps OpenMP's pool)."""
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        proc = subprocess.run([sys.executable, "-m", module, json.dumps(job), str(result)],
+                              capture_output=True, text=True, timeout=timeout_s, env=env)
+        if proc.returncode != 0 or not result.is_file():
+            lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+            raise WorkerError(" / ".join(lines[-2:]) or f"{module} exited with {proc.returncode}")
+        return json.loads(result.read_text())
+
+
+def serve(handler: Callable[[dict], dict], argv: list[str] | None = None) -> int:
+    """A worker module's main: read the job, run the handler, write its result."""
+    job, result = sys.argv[1:] if argv is None else argv
+    out = handler(json.loads(job))
+    Path(result).write_text(json.dumps(out))
+    return 0
