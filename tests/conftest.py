@@ -12,17 +12,15 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test that reaches for the hub fails instead of hanging
 
-from vlsi_edge.data import ShapesConfig, ShapesVQA, corpus  # noqa: E402
-from vlsi_edge.families import FAMILIES, TinySpec, get_family, train_bpe  # noqa: E402
+from vlsi_edge.data import ShapesConfig, ShapesVQA  # noqa: E402
+from vlsi_edge.families import FAMILIES, TinySpec, get_family  # noqa: E402
+from vlsi_edge.families.tokenizer import family_tokenizer  # noqa: E402
 
 TINY = TinySpec(image_size=64, patch_size=16)
 
 
 def tiny_tokenizer(family_name: str, extra_specials: tuple[str, ...] = ()):
-    family = get_family(family_name)
-    template = family.prompt("q", history=(("q", "a"),)) + family.answer_text("a")
-    texts = [template, *corpus(2000, ShapesConfig())]
-    return train_bpe(texts, (*extra_specials, *family.special_tokens), vocab_size=400)
+    return family_tokenizer(get_family(family_name), extra_specials=extra_specials)
 
 
 @pytest.fixture(scope="session")

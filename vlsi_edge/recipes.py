@@ -14,9 +14,7 @@ from vlsi_edge.config import ConfigError, option
 
 @dataclass
 class ModelConfig:
-    family: Literal["idefics3", "qwen2_vl", "llava"] = option(
-        "idefics3", "model family adapter (vlsi_edge.families.FAMILIES)"
-    )
+    family: str = option("idefics3", "model family adapter, a name in vlsi_edge.families.FAMILIES")
     teacher: str = option("zoo:teacher", "teacher: 'zoo:<name>' (shipped toy model), 'tiny' (random) or a local path")
     student: str = option("zoo:student", "student base: 'zoo:<name>', 'tiny' or a local path")
     dtype: Literal["float32", "bfloat16", "float16"] = option("float32", "compute dtype of both models")
@@ -24,6 +22,12 @@ class ModelConfig:
         "none", "load the teacher with bitsandbytes in 8-bit or 4-bit"
     )
     gradient_checkpointing: bool = option(False, "recompute student activations in backward to save memory")
+
+    def __post_init__(self):
+        from vlsi_edge.families import FAMILIES  # the registry is the one list of families
+
+        if self.family not in FAMILIES:
+            raise ConfigError(f"model.family: {self.family!r} is not allowed; allowed: {', '.join(FAMILIES)}")
 
 
 @dataclass

@@ -30,7 +30,8 @@ from typing import Literal
 
 from vlsi_edge.config import ConfigError, load_config, option
 
-TARGETS_DIR = Path(__file__).resolve().parents[2] / "export"
+# The shipped profiles: package data (the repository's export/ links to them), found wherever vlsi_edge is installed.
+TARGETS_DIR = Path(__file__).resolve().parent / "profiles"
 
 ExecutorchScheme = Literal["fp32", "8da8w", "8da4w"]
 OnnxScheme = Literal["fp32", "int8", "int4"]

@@ -35,6 +35,7 @@ from vlsi_edge.contracts.run_dir import SECOND_STAGES, RunDir, StageName
 from vlsi_edge.distill import checkpoint as ckpt
 from vlsi_edge.distill.early_stopping import EarlyStopping
 from vlsi_edge.distill.matching import match_layers
+from vlsi_edge.schedule import warmup_cosine
 from vlsi_edge.memory import peak_rss_mb, reset_peak_rss
 from vlsi_edge.distill.parallel import Parallel
 from vlsi_edge.distill.session import (
@@ -187,15 +188,7 @@ def _before(record: dict, progress: Progress, stages: list[Stage]) -> bool:
 def _lr_lambda(schedule: StageConfig, offset: int = 0):
     """Linear warm-up, then cosine from lr to lr_min (as a factor of lr); the stage starts at `offset`."""
 
-    def factor(step: int) -> float:
-        step += offset
-        if step < schedule.warmup:
-            return (step + 1) / schedule.warmup
-        progress = (step - schedule.warmup) / max(1, schedule.steps - schedule.warmup)
-        floor = schedule.lr_min / schedule.lr
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
+    return lambda step: warmup_cosine(step + offset, schedule.warmup, schedule.steps, schedule.lr_min / schedule.lr)
 
 
 def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_step: int = 0) -> None:

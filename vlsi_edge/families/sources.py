@@ -20,6 +20,7 @@ import torch
 from transformers import BitsAndBytesConfig, PreTrainedModel
 
 from vlsi_edge.families.base import Family, TinySpec
+from vlsi_edge.families.tokenizer import family_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +56,6 @@ def model_dir(source: str | Path) -> Path:
     return zoo_path(source.removeprefix("zoo:")) if source.startswith("zoo:") else Path(source).expanduser()
 
 
-def tiny_tokenizer(family: Family):
-    """The family's chat template + ShapesVQA text as a small BPE (what tiny models are built with)."""
-    from vlsi_edge.data import ShapesConfig, corpus
-    from vlsi_edge.families.tokenizer import train_bpe
-
-    template = family.prompt("question", history=(("question", "answer"),)) + family.answer_text("answer")
-    return train_bpe([template, *corpus(2000, ShapesConfig())], family.special_tokens, vocab_size=400)
-
-
 def quantization_config(mode: str) -> BitsAndBytesConfig | None:
     """bitsandbytes settings for a frozen teacher: 8-bit LLM.int8, or 4-bit NF4 with fp32 compute."""
     if mode == "none":
@@ -86,7 +78,7 @@ def load_source(
         layers_text = source.removeprefix("tiny:")
         if not layers_text.isdigit() or int(layers_text) < 1:
             raise ValueError(f"model source {source!r}: expected tiny:<layers> with layers >= 1, e.g. tiny:4")
-        tokenizer = tiny_tokenizer(family)
+        tokenizer = family_tokenizer(family)
         spec = replace(TINY_WIDTH, text_layers=int(layers_text))
         processor = family.build_processor(tokenizer, spec)
         torch.manual_seed(seed)

@@ -43,3 +43,15 @@ def train_bpe(
         unk_token=None,
         additional_special_tokens=[s for s in specials if s not in ("<|endoftext|>",)],
     )
+
+
+def family_tokenizer(family, data=None, items: int = 2000, vocab_size: int = 400,
+                     extra_specials: Sequence[str] = ()) -> PreTrainedTokenizerFast:
+    """A family's toy tokenizer: its chat template plus `items` ShapesVQA texts as a byte-level BPE, the
+    family's special tokens after `extra_specials` (which shift their ids). Tiny models, the zoo and the
+    tests build theirs here, so a teacher and a student built the same way share token ids."""
+    from vlsi_edge.data import ShapesConfig, corpus
+
+    template = family.prompt("question", history=(("question", "answer"),)) + family.answer_text("answer")
+    texts = [template, *corpus(items, data or ShapesConfig())]
+    return train_bpe(texts, (*extra_specials, *family.special_tokens), vocab_size=vocab_size)

@@ -19,7 +19,6 @@ import copy
 import functools
 import json
 import logging
-import math
 import random
 import platform
 import tempfile
@@ -32,9 +31,11 @@ import transformers
 from tqdm import tqdm
 
 from vlsi_edge import atomic
-from vlsi_edge.data import ShapesConfig, ShapesVQA, corpus
+from vlsi_edge.schedule import warmup_cosine
+from vlsi_edge.data import ShapesConfig, ShapesVQA
 from vlsi_edge.evaluate import evaluate, evaluate_splits
-from vlsi_edge.families import Family, TinySpec, build_batch, get_family, train_bpe
+from vlsi_edge.families import Family, TinySpec, build_batch, get_family
+from vlsi_edge.families.tokenizer import family_tokenizer
 from vlsi_edge.families.sources import ZOO_DIR
 
 log = logging.getLogger(__name__)
@@ -89,17 +90,7 @@ RECIPES: dict[str, ZooRecipe] = {
 
 def build_tokenizer(family: Family, data: ShapesConfig):
     """A BPE trained on ShapesVQA text plus the family's chat template, so every task word is one token."""
-    template = family.prompt("question", history=(("question", "answer"),)) + family.answer_text("answer")
-    texts = [template, *corpus(20_000, data)]
-    return train_bpe(texts, family.special_tokens, vocab_size=VOCAB_SIZE)
-
-
-def _lr_factor(step: int, recipe: ZooRecipe) -> float:
-    """Linear warm-up, then cosine decay to 1% of the peak."""
-    if step < recipe.warmup:
-        return (step + 1) / recipe.warmup
-    progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
-    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+    return family_tokenizer(family, data, items=20_000, vocab_size=VOCAB_SIZE)
 
 
 @contextlib.contextmanager
@@ -160,7 +151,7 @@ def refine(family: Family, processor, model, recipe: ZooRecipe, data: ShapesConf
     for m in family.vision_modules(model):
         m.requires_grad_(False).eval()
     optimizer = torch.optim.AdamW(params, lr=phase.lr, weight_decay=phase.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, phase))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, phase.warmup, phase.steps, floor=0.01))
     first = recipe.steps * recipe.batch_size  # phase 1 read train items [0, first)
     stream = ShapesVQA("train", size=first + phase.steps * recipe.batch_size, config=data)
     drop_rng = torch.Generator().manual_seed(phase.seed)
@@ -197,7 +188,7 @@ def train_model(family: Family, processor, recipe: ZooRecipe, data: ShapesConfig
     for m in family.vision_modules(model) if frozen else ():
         m.requires_grad_(False).eval()
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, recipe))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, recipe.warmup, recipe.steps, floor=0.01))
     stream = ShapesVQA("train", size=recipe.steps * recipe.batch_size, config=data)
     val = ShapesVQA("val", config=data)
     val_items = [val[i] for i in range(len(val))]
