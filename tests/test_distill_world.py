@@ -107,13 +107,13 @@ def test_hidden_l2_is_zero_for_an_exact_projection_and_scale_free():
 def test_hidden_l2_stage_trains_projections_and_decoder_only():
     s = build_session(tiny_config("distill.method=hidden-l2"), Parallel())
     trained = {id(p) for p in stage_parameters(s, "hidden_l2")}
-    assert {id(p) for p in s.projections.parameters()} <= trained
-    loss, terms, matches, n = trainer.stage_loss(s, "hidden_l2", s.batch("unlabelled", 0))
+    assert {id(p) for p in s.heads.projections.parameters()} <= trained
+    loss, terms, matches, n = trainer.stage_loss(s, "hidden_l2", s.inputs.batch("unlabelled", 0))
     loss.backward()
-    assert not matches and set(terms) == {*(f"l2_layer{k}" for k in s.student_verbalizers.layers), "kl_final", "loss"}
-    assert all(p.grad is None for p in s.teacher.parameters())
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in s.projections.parameters())
-    assert all(p.grad is None for p in s.family.lm_head(s.student).parameters())
+    assert not matches and set(terms) == {*(f"l2_layer{k}" for k in s.heads.student_verbalizers.layers), "kl_final", "loss"}
+    assert all(p.grad is None for p in s.models.teacher.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in s.heads.projections.parameters())
+    assert all(p.grad is None for p in s.models.family.lm_head(s.models.student).parameters())
 
 
 # ---- data: pseudo-labels, schedule, early stopping -----------------------------------------------
@@ -121,21 +121,21 @@ def test_hidden_l2_stage_trains_projections_and_decoder_only():
 
 def test_unlabelled_streams_carry_the_teachers_answers_never_ground_truth(tmp_path):
     s = build_session(tiny_config(), Parallel(), cache_root=tmp_path)
-    raw = s.data.batch("unlabelled", 2)
-    relabelled = s.batch("unlabelled", 2)
-    assert [x.answer for x in relabelled] == generate_answers(s.teacher, s.family, s.teacher_processor, raw)
+    raw = s.inputs.data.batch("unlabelled", 2)
+    relabelled = s.inputs.batch("unlabelled", 2)
+    assert [x.answer for x in relabelled] == generate_answers(s.models.teacher, s.models.family, s.models.teacher_processor, raw)
     assert [x.uid for x in relabelled] == [x.uid for x in raw]
-    assert [x.answer for x in s.batch("labelled", 2)] == [x.answer for x in s.data.batch("labelled", 2)]  # gold
-    s.pseudo_labels.save()
+    assert [x.answer for x in s.inputs.batch("labelled", 2)] == [x.answer for x in s.inputs.data.batch("labelled", 2)]  # gold
+    s.inputs.pseudo_labels.save()
     # A later run of the same teacher and data reads them from the cache (no teacher needed).
     from vlsi_edge.distill.pseudo_labels import PseudoLabels
 
-    again = PseudoLabels(s.pseudo_labels.path)
+    again = PseudoLabels(s.inputs.pseudo_labels.path)
     assert [x.answer for x in again.relabel(raw)] == [x.answer for x in relabelled]
     with pytest.raises(FileNotFoundError, match="no teacher answer"):
-        again.relabel(s.data.batch("unlabelled", 40))
+        again.relabel(s.inputs.data.batch("unlabelled", 40))
     gold = build_session(tiny_config("data.distill_answers=gold"), Parallel())
-    assert gold.pseudo_labels is None and [x.answer for x in gold.batch("unlabelled", 2)] == [x.answer for x in raw]
+    assert gold.inputs.pseudo_labels is None and [x.answer for x in gold.inputs.batch("unlabelled", 2)] == [x.answer for x in raw]
 
 
 def test_every_method_follows_one_cosine_over_the_student_steps():
@@ -164,7 +164,7 @@ def test_early_stopping_keeps_the_best_val_student(tmp_path):
     assert stop["val"] == best and stop["kept_step"] == min(st for st, acc in stop["curve"] if acc == best)
     from vlsi_edge.distill.session import validation_items
 
-    assert evaluate(s.student, s.family, s.student_processor, validation_items(s))["accuracy"] == best
+    assert evaluate(s.models.student, s.models.family, s.models.student_processor, validation_items(s))["accuracy"] == best
 
 
 # ---- verbalizer probe ---------------------------------------------------------------------------

@@ -46,5 +46,5 @@ def test_recipe_runs_two_steps_on_tiny_models(recipe, tmp_path):
     assert [name for name in progress.stages] == ["verbalize_teacher", "verbalize_student", "interact", "sft"]
     assert all(stage["steps"] == 2 for stage in progress.stages.values())
     assert set(progress.evals) == {"teacher", "student_base", "after_step2", "after_step3"}
-    assert sum(map(sum, progress.heatmap["early"] + progress.heatmap.get("late", []))) == 2 * len(session.student_verbalizers)
+    assert sum(map(sum, progress.heatmap["early"] + progress.heatmap.get("late", []))) == 2 * len(session.heads.student_verbalizers)
     assert (run.path / "student" / "config.json").is_file()

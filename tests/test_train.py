@@ -46,42 +46,42 @@ def _params_of(module) -> set[int]:
 def test_gradients_exactly_where_the_stage_trains(session, stage):
     s = session
     trained = {id(p) for p in stage_parameters(s, stage)}
-    for module in (s.teacher, s.student, s.teacher_verbalizers, s.student_verbalizers):
+    for module in (s.models.teacher, s.models.student, s.heads.teacher_verbalizers, s.heads.student_verbalizers):
         module.zero_grad(set_to_none=True)
-    samples = s.batch("unlabelled", 0)
+    samples = s.inputs.batch("unlabelled", 0)
     loss, terms, _, _ = trainer.stage_loss(s, stage, samples)
     loss.backward()
-    everything = [*s.teacher.parameters(), *s.student.parameters(),
-                  *s.teacher_verbalizers.parameters(), *s.student_verbalizers.parameters()]
+    everything = [*s.models.teacher.parameters(), *s.models.student.parameters(),
+                  *s.heads.teacher_verbalizers.parameters(), *s.heads.student_verbalizers.parameters()]
     with_grad = {id(p) for p in everything if p.grad is not None and p.grad.abs().sum() > 0}
     assert with_grad <= trained, f"{stage}: gradient on a frozen parameter"
     # Everything trained gets a gradient, except the zero-initialised residual verbalizers' gate/up
     # (their product with down == 0 is zero at init, so they start moving one step later).
-    gated = {id(p) for v in (s.teacher_verbalizers, s.student_verbalizers) for f in v.ffns.values()
+    gated = {id(p) for v in (s.heads.teacher_verbalizers, s.heads.student_verbalizers) for f in v.ffns.values()
              for p in (f.gate.weight, f.up.weight)}
     assert trained - gated <= with_grad, f"{stage}: a trained parameter got no gradient"
     # The named frozen groups, spelled out.
-    fam = s.family
-    assert not _params_of(s.teacher) & trained
+    fam = s.models.family
+    assert not _params_of(s.models.teacher) & trained
     if stage != "sft":
-        assert not (_params_of(fam.lm_head(s.student)) | _params_of(fam.final_norm(s.student))) & trained
-    for vision in fam.vision_modules(s.student):
+        assert not (_params_of(fam.lm_head(s.models.student)) | _params_of(fam.final_norm(s.models.student))) & trained
+    for vision in fam.vision_modules(s.models.student):
         assert not _params_of(vision) & trained
     if stage in ("interact", "final_kd"):
-        assert _params_of(fam.decoder_layers(s.student)) <= trained | set()
-        assert not _params_of(fam.embed_tokens(s.student)) & trained
+        assert _params_of(fam.decoder_layers(s.models.student)) <= trained | set()
+        assert not _params_of(fam.embed_tokens(s.models.student)) & trained
     if stage == "sft":
-        assert _params_of(fam.lm_head(s.student)) <= trained and _params_of(fam.embed_tokens(s.student)) <= trained
+        assert _params_of(fam.lm_head(s.models.student)) <= trained and _params_of(fam.embed_tokens(s.models.student)) <= trained
 
 
 def test_interaction_step_logs_matches_within_range(session):
     s = session
     stage_parameters(s, "interact")
-    _, terms, matches, n = trainer.stage_loss(s, "interact", s.batch("unlabelled", 0))
+    _, terms, matches, n = trainer.stage_loss(s, "interact", s.inputs.batch("unlabelled", 0))
     assert n > 0 and set(terms) >= {"kl_final", "loss"} and all(v >= 0 for v in terms.values())
     teacher_idx = [i_l for _, i_l in matches[0].pairs]
     assert teacher_idx == sorted(set(teacher_idx))  # strictly increasing: order preservation
-    t_s, t_l = len(s.student_verbalizers), len(s.teacher_verbalizers)
+    t_s, t_l = len(s.heads.student_verbalizers), len(s.heads.teacher_verbalizers)
     assert all(i_l <= t_l - t_s + i_s for i_s, i_l in matches[0].pairs)
 
 
@@ -114,7 +114,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "stage_loss", real)
     run, resumed_progress, resumed = _run(tmp_path, "killed", config, resume=True)
 
-    full_state, resumed_state = full.student.state_dict(), resumed.student.state_dict()
+    full_state, resumed_state = full.models.student.state_dict(), resumed.models.student.state_dict()
     assert full_state.keys() == resumed_state.keys()
     for key in full_state:
         assert torch.equal(full_state[key], resumed_state[key]), key
@@ -186,12 +186,12 @@ def test_teacher_cache_runs_step2_without_the_teacher(tmp_path):
     assert set(accuracy) == {"val", "test", "holdout"}
     cached = tiny_config("distill.cache_top_k=100000", "train.sft.steps=1", f"distill.teacher_cache={tmp_path / 'tcache'}")
     s = build_session(cached, Parallel())
-    assert s.teacher is None and s.teacher_verbalizers is None
+    assert s.models.teacher is None and s.heads.teacher_verbalizers is None
     live = build_session(config, Parallel(), cache_root=tmp_path / "cache")
     assert live.load_cached_teacher_verbalizers()  # the cache command stored them
     for sess in (s, live):
         stage_parameters(sess, "final_kd")
-    samples = s.batch("unlabelled", 1)
+    samples = s.inputs.batch("unlabelled", 1)
     cached_loss, _, _, _ = trainer.stage_loss(s, "final_kd", samples, (1, 0))
     live_loss, _, _, _ = trainer.stage_loss(live, "final_kd", samples, (1, 0))
     assert cached_loss.item() == pytest.approx(live_loss.item(), rel=0.02, abs=1e-4)
@@ -234,7 +234,7 @@ def test_quantized_teacher_trains_a_step(tmp_path, bits):
     run = RunDir.create(tmp_path, bits, config)
     progress, s = trainer.train(config, run)
     layer = bnb.nn.Linear4bit if bits == "4bit" else bnb.nn.Linear8bitLt
-    assert any(isinstance(m, layer) for m in s.teacher.modules())
+    assert any(isinstance(m, layer) for m in s.models.teacher.modules())
     assert all(st["steps"] == 1 for st in progress.stages.values())
     assert all(v >= 0 for m in run.read_metrics() for k, v in m.items() if k.startswith("kl"))
 

@@ -33,7 +33,7 @@ def step_cost(objective: str, steps: int, warmup: int, overrides: list[str]) -> 
     times = []
     reset_peak_rss()
     for step in range(warmup + steps):
-        samples = session.batch("labelled" if objective == "sft" else "unlabelled", step, 0)
+        samples = session.inputs.batch("labelled" if objective == "sft" else "unlabelled", step, 0)
         tick = time.perf_counter()
         loss, _, _, _ = stage_loss(session, objective, samples, (step, 0))
         loss.backward()

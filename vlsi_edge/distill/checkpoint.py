@@ -26,10 +26,10 @@ def save(run: RunDir, s, progress, optimizer, scheduler) -> None:
     if not s.par.is_main:
         return
     state = {
-        "student": s.student.state_dict(),
-        "teacher_verbalizers": s.teacher_verbalizers.state_dict() if s.teacher_verbalizers is not None else {},
-        "student_verbalizers": s.student_verbalizers.state_dict(),
-        "projections": s.projections.state_dict() if s.projections is not None else {},
+        "student": s.models.student.state_dict(),
+        "teacher_verbalizers": s.heads.teacher_verbalizers.state_dict() if s.heads.teacher_verbalizers is not None else {},
+        "student_verbalizers": s.heads.student_verbalizers.state_dict(),
+        "projections": s.heads.projections.state_dict() if s.heads.projections is not None else {},
         "best_student": s.best_student,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -37,7 +37,7 @@ def save(run: RunDir, s, progress, optimizer, scheduler) -> None:
             "torch": torch.get_rng_state(),
             "python": random.getstate(),
             "numpy": np.random.get_state(),
-            "matching": s.generator.get_state(),
+            "matching": s.inputs.generator.get_state(),
         },
     }
     buffer = io.BytesIO()
@@ -63,18 +63,18 @@ def restore_models(run: RunDir, s, lora_active: bool) -> None:
         from vlsi_edge.distill.session import stage_parameters
 
         stage_parameters(s, "interact")  # wraps the student the same way the stage did
-    s.student.load_state_dict(state["student"])
-    if s.teacher_verbalizers is not None:
-        s.teacher_verbalizers.load_state_dict(state["teacher_verbalizers"])
-    s.student_verbalizers.load_state_dict(state["student_verbalizers"])
-    if s.projections is not None:
-        s.projections.load_state_dict(state["projections"])
+    s.models.student.load_state_dict(state["student"])
+    if s.heads.teacher_verbalizers is not None:
+        s.heads.teacher_verbalizers.load_state_dict(state["teacher_verbalizers"])
+    s.heads.student_verbalizers.load_state_dict(state["student_verbalizers"])
+    if s.heads.projections is not None:
+        s.heads.projections.load_state_dict(state["projections"])
     s.best_student = state.get("best_student")
     rng = state["rng"]
     torch.set_rng_state(rng["torch"])
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])
-    s.generator.set_state(rng["matching"])
+    s.inputs.generator.set_state(rng["matching"])
 
 
 def restore_optimizer(run: RunDir, optimizer, scheduler) -> None:

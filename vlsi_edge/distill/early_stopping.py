@@ -26,11 +26,11 @@ class EarlyStopping:
         self.state["curve"].append([step, accuracy])
         if accuracy > self.state["best"][0]:  # ties keep the earlier (fewer-step) student
             self.state["best"] = [accuracy, step]
-            self.s.best_student = {k: v.detach().clone() for k, v in self.s.student.state_dict().items()}
+            self.s.best_student = {k: v.detach().clone() for k, v in self.s.models.student.state_dict().items()}
 
     def finish(self) -> dict:
         accuracy, step = self.state["best"]
-        self.s.student.load_state_dict(self.s.best_student)
+        self.s.models.student.load_state_dict(self.s.best_student)
         self.s.best_student = None
         log.info("early stopping: kept step %d (val %.3f)", step, accuracy)
         return {"every": self.s.config.train.early_stopping, "kept_step": step, "val": accuracy,

@@ -44,9 +44,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Session:
-    config: RunConfig
-    par: Parallel
+class Models:
+    """The teacher and the student, where each came from, and the vocabulary they share."""
+
     family: Family
     teacher: PreTrainedModel | None  # None when step 2 reads a teacher cache
     teacher_processor: Any
@@ -55,24 +55,7 @@ class Session:
     student_processor: Any
     student_source: str
     shared_vocab: int
-    teacher_layers: list[int]
-    teacher_verbalizers: Verbalizers | None  # None with a teacher cache
-    student_verbalizers: Verbalizers
-    data: TrainData
-    generator: torch.Generator
-    cache_root: Path | None = None
-    teacher_cache: TeacherCache | None = None
-    pseudo_labels: PseudoLabels | None = None  # the teacher's answers for the unlabelled streams
-    projections: nn.ModuleDict | None = None  # hidden-l2: student target layer -> Linear(d_s, d_t)
-    best_student: dict | None = None  # early stopping: the best-on-val student weights so far
-    peft_model: Any = field(default=None, repr=False)
-
-    def batch(self, stream: str, step: int, micro: int = 0) -> list:
-        """Micro-batch `micro` of step `step` of `stream`, with the teacher's answers where the stream uses them."""
-        samples = self.data.batch(stream, step, micro)
-        if self.pseudo_labels is not None and teacher_answered(stream):
-            samples = self.pseudo_labels.relabel(samples)
-        return samples
+    peft_model: Any = field(default=None, repr=False)  # the student wrapped with LoRA, while it is
 
     @property
     def lora_active(self) -> bool:
@@ -84,17 +67,57 @@ class Session:
             self.student = self.peft_model.merge_and_unload()
             self.peft_model = None
 
+
+@dataclass
+class TargetHeads:
+    """What training adds beside the models: the verbalizers of the target layers, hidden-l2's projections."""
+
+    teacher_layers: list[int]
+    teacher_verbalizers: Verbalizers | None  # None with a teacher cache
+    student_verbalizers: Verbalizers
+    projections: nn.ModuleDict | None = None  # hidden-l2: student target layer -> Linear(d_s, d_t)
+
+
+@dataclass
+class Inputs:
+    """Where batches come from: the seeded streams, the teacher's answers, the teacher cache; the matcher's seed."""
+
+    data: TrainData
+    generator: torch.Generator  # same seed on every rank: same matches
+    pseudo_labels: PseudoLabels | None = None  # the teacher's answers for the unlabelled streams
+    teacher_cache: TeacherCache | None = None
+    cache_root: Path | None = None
+
+    def batch(self, stream: str, step: int, micro: int = 0) -> list:
+        """Micro-batch `micro` of step `step` of `stream`, with the teacher's answers where the stream uses them."""
+        samples = self.data.batch(stream, step, micro)
+        if self.pseudo_labels is not None and teacher_answered(stream):
+            samples = self.pseudo_labels.relabel(samples)
+        return samples
+
+
+@dataclass
+class Session:
+    """One training run's state, by concern: the run's config and ranks, the models, the heads, the inputs."""
+
+    config: RunConfig
+    par: Parallel
+    models: Models
+    heads: TargetHeads
+    inputs: Inputs
+    best_student: dict | None = None  # early stopping: the best-on-val student weights so far
+
     # ---- teacher verbalizer cache ---------------------------------------------------------------
     def teacher_cache_dir(self) -> Path | None:
         """Keyed by the teacher checkpoint, its target layers, the data, the verbalization recipe and the
         run seed (it initialises the verbalizers and picks the training examples)."""
-        if self.cache_root is None:
+        if self.inputs.cache_root is None:
             return None
         c = self.config
         key = {
-            "teacher": _checkpoint_fingerprint(self.teacher_source, c.seed),
+            "teacher": _checkpoint_fingerprint(self.models.teacher_source, c.seed),
             "quantization": c.model.teacher_quantization,
-            "layers": self.teacher_layers,
+            "layers": self.heads.teacher_layers,
             "verbalizer": c.distill.verbalizer,
             "data": json.loads(json.dumps(c.data.__dict__)),
             "schedule": c.train.verbalize.__dict__,
@@ -102,21 +125,21 @@ class Session:
             "seed": c.seed,
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        return self.cache_root / "teacher-verbalizers" / digest
+        return self.inputs.cache_root / "teacher-verbalizers" / digest
 
     def load_cached_teacher_verbalizers(self) -> bool:
         path = self.teacher_cache_dir()
         if path is None or not (path / "verbalizers.json").is_file():
             return False
         cached, _ = load_verbalizers(path)
-        self.teacher_verbalizers.load_state_dict(cached.state_dict())
+        self.heads.teacher_verbalizers.load_state_dict(cached.state_dict())
         log.info("teacher verbalizers from cache %s", path)
         return True
 
     def store_cached_teacher_verbalizers(self) -> None:
         path = self.teacher_cache_dir()
         if path is not None and self.par.is_main:
-            save_verbalizers(self.teacher_verbalizers, path, {"teacher": self.teacher_source})
+            save_verbalizers(self.heads.teacher_verbalizers, path, {"teacher": self.models.teacher_source})
 
 
 def _checkpoint_fingerprint(source: str, seed: int) -> str:
@@ -202,8 +225,10 @@ def build_session(config: RunConfig, par: Parallel, cache_root: Path | None = No
             labels = PseudoLabels(path, teacher, family, t_proc)
     log.info("teacher %s: targets %s; student %s: targets %s", t_src, t_layers, s_src, s_layers)
     return Session(
-        config, par, family, teacher, t_proc, t_src, student, s_proc, s_src, shared, t_layers, t_verb, s_verb, data,
-        generator, cache_root, cache, labels, projections,
+        config, par,
+        models=Models(family, teacher, t_proc, t_src, student, s_proc, s_src, shared),
+        heads=TargetHeads(t_layers, t_verb, s_verb, projections),
+        inputs=Inputs(data, generator, labels, cache, cache_root),
     )
 
 
@@ -224,29 +249,29 @@ def _lora_targets(family: Family, model: PreTrainedModel) -> list[str]:
 def stage_parameters(s: Session, stage: str) -> list[torch.nn.Parameter]:
     """Set requires_grad for `stage` (see the module docstring) and return the trained parameters."""
     c = s.config.train
-    for module in (s.teacher, s.student, s.teacher_verbalizers, s.student_verbalizers, s.projections):
+    for module in (s.models.teacher, s.models.student, s.heads.teacher_verbalizers, s.heads.student_verbalizers, s.heads.projections):
         if module is not None:
             module.requires_grad_(False)
     if stage == StageName.VERBALIZE_TEACHER:
-        return _enable(s.teacher_verbalizers.parameters())
+        return _enable(s.heads.teacher_verbalizers.parameters())
     if stage == StageName.VERBALIZE_STUDENT:
-        return _enable(s.student_verbalizers.parameters())
+        return _enable(s.heads.student_verbalizers.parameters())
     if stage in SECOND_STAGES:
-        extra = {StageName.INTERACT: list(s.student_verbalizers.parameters()), StageName.FINAL_KD: [],
-                 StageName.HIDDEN_L2: list(s.projections.parameters()) if s.projections is not None else []}[stage]
+        extra = {StageName.INTERACT: list(s.heads.student_verbalizers.parameters()), StageName.FINAL_KD: [],
+                 StageName.HIDDEN_L2: list(s.heads.projections.parameters()) if s.heads.projections is not None else []}[stage]
         if c.student_training == "lora":
-            if s.peft_model is None:
+            if s.models.peft_model is None:
                 from peft import LoraConfig, get_peft_model
 
                 lora = LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=0.0,
-                                  target_modules=_lora_targets(s.family, s.student))
-                s.peft_model = get_peft_model(s.student, lora)
-            lora_params = [p for n, p in s.student.named_parameters() if "lora_" in n]
+                                  target_modules=_lora_targets(s.models.family, s.models.student))
+                s.models.peft_model = get_peft_model(s.models.student, lora)
+            lora_params = [p for n, p in s.models.student.named_parameters() if "lora_" in n]
             return _enable([*lora_params, *extra])
-        return _enable([*s.family.decoder_layers(s.student).parameters(), *extra])
+        return _enable([*s.models.family.decoder_layers(s.models.student).parameters(), *extra])
     if stage == StageName.SFT:
-        vision = {id(p) for m in s.family.vision_modules(s.student) for p in m.parameters()}
-        return _enable([p for p in s.student.parameters() if id(p) not in vision])
+        vision = {id(p) for m in s.models.family.vision_modules(s.models.student) for p in m.parameters()}
+        return _enable([p for p in s.models.student.parameters() if id(p) not in vision])
     raise ValueError(f"unknown stage {stage!r}")
 
 
@@ -263,10 +288,10 @@ def evaluate_model(s: Session, model: PreTrainedModel, processor: Any) -> dict:
     if s.par.is_main:
         d = s.config.data
         if d.dataset == "shapes":
-            result = evaluate_splits(model, s.family, processor, shapes_config(d), d.eval_size)
+            result = evaluate_splits(model, s.models.family, processor, shapes_config(d), d.eval_size)
         elif d.eval_dataset:
             samples = list(load_conversations(d.eval_dataset, image_root=d.image_root))[: d.eval_size]
-            result = {"eval": evaluate(model, s.family, processor, samples)}
+            result = {"eval": evaluate(model, s.models.family, processor, samples)}
     s.par.barrier()
     return s.par.broadcast_object(result)
 
@@ -306,6 +331,6 @@ def validation_items(s: Session) -> list:
 
 def validation_accuracy(s: Session, items: list) -> float:
     """Exact-match accuracy of the student on `items`, the same on every rank (main rank scores)."""
-    accuracy = evaluate(s.student, s.family, s.student_processor, items)["accuracy"] if s.par.is_main else 0.0
+    accuracy = evaluate(s.models.student, s.models.family, s.models.student_processor, items)["accuracy"] if s.par.is_main else 0.0
     s.par.barrier()
     return s.par.broadcast_object(accuracy)

@@ -93,32 +93,32 @@ def write_cache(session, out: Path, k: int, teacher_eval: dict) -> None:
     from vlsi_edge.families import build_batch
 
     s, c = session, session.config
-    layers = s.teacher_layers
-    norm, head = s.family.final_norm(s.teacher), s.family.lm_head(s.teacher)
+    layers = s.heads.teacher_layers
+    norm, head = s.models.family.final_norm(s.models.teacher), s.models.family.lm_head(s.models.teacher)
     steps = c.train.interact.steps
     for step in tqdm(range(steps), desc="teacher cache", disable=not s.par.is_main):
         for micro in range(c.train.grad_accum):
-            samples = s.batch("unlabelled", step, micro)
-            batch = build_batch(s.family, s.teacher_processor, samples)
+            samples = s.inputs.batch("unlabelled", step, micro)
+            batch = build_batch(s.models.family, s.models.teacher_processor, samples)
             with torch.no_grad():
-                states = answer_states(s.family, s.teacher, batch, layers)
-                tops = [TopK.of(head(norm(s.teacher_verbalizers(layer, states.hidden[layer]))), k, s.shared_vocab) for layer in layers]
-                tops.append(TopK.of(states.logits, k, s.shared_vocab))
+                states = answer_states(s.models.family, s.models.teacher, batch, layers)
+                tops = [TopK.of(head(norm(s.heads.teacher_verbalizers(layer, states.hidden[layer]))), k, s.models.shared_vocab) for layer in layers]
+                tops.append(TopK.of(states.logits, k, s.models.shared_vocab))
             tensors = {
                 "logprobs": torch.stack([t.logprobs for t in tops]).half().contiguous(),
                 "ids": torch.stack([t.ids for t in tops]).int().contiguous(),
                 "targets": states.targets.contiguous(),
             }
             atomic.write_bytes(out / "shards" / f"s{step:06d}_m{micro:03d}_r{s.par.rank:03d}.safetensors", save(tensors))
-    if s.pseudo_labels is not None:  # the answers the cached distributions were computed on
-        atomic.write_json(out / pseudo_label_file(s.par.rank), s.pseudo_labels.answers)
+    if s.inputs.pseudo_labels is not None:  # the answers the cached distributions were computed on
+        atomic.write_json(out / pseudo_label_file(s.par.rank), s.inputs.pseudo_labels.answers)
     if s.par.is_main:
-        s.teacher_processor.save_pretrained(out / "tokenizer")
+        s.models.teacher_processor.save_pretrained(out / "tokenizer")
         atomic.write_json(out / "meta.json", {
-            "teacher": s.teacher_source,
+            "teacher": s.models.teacher_source,
             "layers": layers,
             "k": k,
-            "shared_vocab": s.shared_vocab,
+            "shared_vocab": s.models.shared_vocab,
             "fingerprint": fingerprint(c, s.par.world),
             "teacher_accuracy": teacher_eval,
         })

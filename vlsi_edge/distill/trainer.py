@@ -126,10 +126,10 @@ def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progres
     stages = plan(config)
     if "teacher" not in progress.evals:
         progress.evals["teacher"] = (
-            s.teacher_cache.meta["teacher_accuracy"] if s.teacher_cache
-            else (zoo_card(s, s.teacher_source) or {}).get("accuracy") or evaluate_model(s, s.teacher, s.teacher_processor)
+            s.inputs.teacher_cache.meta["teacher_accuracy"] if s.inputs.teacher_cache
+            else (zoo_card(s, s.models.teacher_source) or {}).get("accuracy") or evaluate_model(s, s.models.teacher, s.models.teacher_processor)
         )
-    reference = (zoo_card(s, s.student_source) or {}).get("reference", {}).get("sft_only")
+    reference = (zoo_card(s, s.models.student_source) or {}).get("reference", {}).get("sft_only")
     if reference and "sft_only_reference" not in progress.evals:
         progress.evals["sft_only_reference"] = reference["accuracy"]
         progress.evals["sft_only_reference_command"] = reference["command"]
@@ -138,7 +138,7 @@ def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progres
             continue
         if stage.name in (*SECOND_STAGES, StageName.SFT) and "student_base" not in progress.evals:
             progress.evals["student_base"] = (
-                (zoo_card(s, s.student_source) or {}).get("accuracy") or evaluate_model(s, s.student, s.student_processor)
+                (zoo_card(s, s.models.student_source) or {}).get("accuracy") or evaluate_model(s, s.models.student, s.models.student_processor)
             )
         if stage.name == StageName.VERBALIZE_TEACHER and progress.step == 0 and s.load_cached_teacher_verbalizers():
             progress.stages[stage.name] = {"steps": 0, "wall_time_s": 0.0, "peak_rss_mb": 0.0, "from_cache": True}
@@ -149,31 +149,31 @@ def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progres
         ckpt.save(run, s, progress, None, None)
 
     # Every rank must end with the same student and the same matching history.
-    checksum = torch.stack([p.detach().double().sum() for p in s.student.parameters()]).sum().reshape(1)
+    checksum = torch.stack([p.detach().double().sum() for p in s.models.student.parameters()]).sum().reshape(1)
     par.check_agreement(checksum, "the student weights")
     par.check_agreement(torch.tensor([zlib.crc32(json.dumps(progress.heatmap).encode())]), "the matched layers")
     if par.is_main:
-        s.student.save_pretrained(run.path / "student")
-        s.student_processor.save_pretrained(run.path / "student")
+        s.models.student.save_pretrained(run.path / "student")
+        s.models.student_processor.save_pretrained(run.path / "student")
         if config.distill.method == "vlsi":
-            meta = {"teacher": s.teacher_source, "student": s.student_source}
-            if s.teacher_verbalizers is not None:
-                save_verbalizers(s.teacher_verbalizers, run.path / "verbalizers" / "teacher", meta)
-            save_verbalizers(s.student_verbalizers, run.path / "verbalizers" / "student", meta)
+            meta = {"teacher": s.models.teacher_source, "student": s.models.student_source}
+            if s.heads.teacher_verbalizers is not None:
+                save_verbalizers(s.heads.teacher_verbalizers, run.path / "verbalizers" / "teacher", meta)
+            save_verbalizers(s.heads.student_verbalizers, run.path / "verbalizers" / "student", meta)
     par.barrier()
     return progress, s
 
 
 def _finish_stage(s: Session, run: RunDir, stage: Stage, progress: Progress) -> None:
-    if s.pseudo_labels is not None:
-        s.pseudo_labels.save()
+    if s.inputs.pseudo_labels is not None:
+        s.inputs.pseudo_labels.save()
     if stage.name in SECOND_STAGE.values():
-        s.merge_lora()
+        s.models.merge_lora()
         progress.lora_active = False
         if s.config.train.evaluate_after_step2:
-            progress.evals["after_step2"] = evaluate_model(s, s.student, s.student_processor)
+            progress.evals["after_step2"] = evaluate_model(s, s.models.student, s.models.student_processor)
     elif stage.name == StageName.SFT:
-        progress.evals["after_step3"] = evaluate_model(s, s.student, s.student_processor)
+        progress.evals["after_step3"] = evaluate_model(s, s.models.student, s.models.student_processor)
     elif stage.name == StageName.VERBALIZE_TEACHER and not progress.stages[stage.name].get("from_cache"):
         s.store_cached_teacher_verbalizers()
 
@@ -194,7 +194,7 @@ def _lr_lambda(schedule: StageConfig, offset: int = 0):
 def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_step: int = 0) -> None:
     config = s.config
     params = stage_parameters(s, stage.name)
-    progress.lora_active = s.lora_active
+    progress.lora_active = s.models.lora_active
     optimizer = torch.optim.AdamW(params, lr=stage.schedule.lr, weight_decay=config.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(stage.schedule, stage.lr_offset))
     if resume_step:
@@ -212,7 +212,7 @@ def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_
         terms: dict[str, float] = {}
         tokens = 0
         for micro in range(config.train.grad_accum):
-            samples = s.batch(stage.stream, stage.offset + step, micro)
+            samples = s.inputs.batch(stage.stream, stage.offset + step, micro)
             loss, micro_terms, matches, n = stage_loss(s, stage.name, samples, (stage.offset + step, micro))
             (loss / config.train.grad_accum).backward()
             tokens += n
@@ -264,7 +264,7 @@ def _record_matches(s: Session, progress: Progress, matches, step: int, steps: i
     if not matches:
         return []
     half = "early" if step < steps / 2 else "late"
-    t_s, t_l = len(s.student_verbalizers.layers), len(s.teacher_layers)
+    t_s, t_l = len(s.heads.student_verbalizers.layers), len(s.heads.teacher_layers)
     grid = progress.heatmap.setdefault(half, [[0] * t_l for _ in range(t_s)])
     for m in matches:
         for i_s, i_l in m.pairs:
@@ -272,7 +272,7 @@ def _record_matches(s: Session, progress: Progress, matches, step: int, steps: i
     entropies = [statistics.fmean(m.entropies[i] for m in matches) for i in range(t_s)]
     progress.match_entropy.append([round(e, 4) for e in entropies])
     progress.match_uniformity.append([_uniformity(matches, i) for i in range(t_s)])
-    return matches[0].layer_pairs(s.student_verbalizers.layers, s.teacher_layers)
+    return matches[0].layer_pairs(s.heads.student_verbalizers.layers, s.heads.teacher_layers)
 
 
 def _uniformity(matches, i: int) -> float | None:
@@ -287,46 +287,48 @@ def stage_loss(s: Session, stage: str, samples, where: tuple[int, int] = (0, 0))
 
     `where` = (step of the data stream, micro-batch): the key of a cached teacher's shard.
     """
-    d = s.config.distill
-    student_batch = build_batch(s.family, s.student_processor, samples)
-    kl = KLSettings(d.kl, d.kd_temperature, s.shared_vocab, d.chunk_size)
-    st_heads = Heads(s.student_verbalizers, s.family.final_norm(s.student), s.family.lm_head(s.student))
+    d, m, h = s.config.distill, s.models, s.heads
+    family = m.family
+    student_batch = build_batch(family, m.student_processor, samples)
+    kl = KLSettings(d.kl, d.kd_temperature, m.shared_vocab, d.chunk_size)
+    st_heads = Heads(h.student_verbalizers, family.final_norm(m.student), family.lm_head(m.student))
 
     if stage in (StageName.VERBALIZE_TEACHER, StageName.VERBALIZE_STUDENT):
-        model, processor = (s.teacher, s.teacher_processor) if stage == StageName.VERBALIZE_TEACHER else (s.student, s.student_processor)
-        verbalizers = s.teacher_verbalizers if stage == StageName.VERBALIZE_TEACHER else s.student_verbalizers
+        teacher_side = stage == StageName.VERBALIZE_TEACHER
+        model, processor = (m.teacher, m.teacher_processor) if teacher_side else (m.student, m.student_processor)
+        verbalizers = h.teacher_verbalizers if teacher_side else h.student_verbalizers
         with torch.no_grad():  # backbones are frozen in step 1
-            states = answer_states(s.family, model, build_batch(s.family, processor, samples), verbalizers.layers)
-        losses = verbalization_losses(states, verbalizers, s.family.final_norm(model), s.family.lm_head(model))
+            states = answer_states(family, model, build_batch(family, processor, samples), verbalizers.layers)
+        losses = verbalization_losses(states, verbalizers, family.final_norm(model), family.lm_head(model))
         return sum(losses.values()), {f"ce_layer{k}": v.item() for k, v in losses.items()}, [], len(states.targets)
     if stage == StageName.SFT:
-        student = answer_states(s.family, s.student, student_batch, [])
+        student = answer_states(family, m.student, student_batch, [])
         loss = sft_loss(student)
         return loss, {"ce": loss.item()}, [], len(student.targets)
 
     interact, hidden = stage == StageName.INTERACT, stage == StageName.HIDDEN_L2
-    s_layers = s.student_verbalizers.layers if interact or hidden else []
-    student = answer_states(s.family, s.student, student_batch, s_layers)
-    if s.teacher_cache is not None:
-        layer_tops, teacher_final, targets = s.teacher_cache.load(*where, s.par.rank)
+    s_layers = h.student_verbalizers.layers if interact or hidden else []
+    student = answer_states(family, m.student, student_batch, s_layers)
+    if s.inputs.teacher_cache is not None:
+        layer_tops, teacher_final, targets = s.inputs.teacher_cache.load(*where, s.par.rank)
         teacher_layer = layer_tops.__getitem__
     else:
         with torch.no_grad():
-            t_layers = s.teacher_layers if interact or hidden else []
-            teacher = answer_states(s.family, s.teacher, build_batch(s.family, s.teacher_processor, samples), t_layers)
-        t_heads = Heads(s.teacher_verbalizers, s.family.final_norm(s.teacher), s.family.lm_head(s.teacher))
+            t_layers = h.teacher_layers if interact or hidden else []
+            teacher = answer_states(family, m.teacher, build_batch(family, m.teacher_processor, samples), t_layers)
+        t_heads = Heads(h.teacher_verbalizers, family.final_norm(m.teacher), family.lm_head(m.teacher))
         teacher_final, targets = teacher.logits, teacher.targets
 
         def teacher_layer(i_l: int) -> torch.Tensor:
-            return t_heads.verbalize(s.teacher_layers[i_l], teacher.hidden[s.teacher_layers[i_l]])
+            return t_heads.verbalize(h.teacher_layers[i_l], teacher.hidden[h.teacher_layers[i_l]])
 
     if not torch.equal(targets, student.targets):
         raise RuntimeError("teacher and student disagree on the answer tokens (different tokenizers or a stale cache)")
     if hidden:
-        uniform = match_layers(None, len(s_layers), len(s.teacher_layers), "uniform")
-        pairs = uniform.layer_pairs(s_layers, s.teacher_layers)
+        uniform = match_layers(None, len(s_layers), len(h.teacher_layers), "uniform")
+        pairs = uniform.layer_pairs(s_layers, h.teacher_layers)
         final = final_kd_loss(teacher_final, student, kl)
-        loss, terms = hidden_l2_loss(teacher, student, pairs, s.projections, final, d.layer_weight, d.final_weight)
+        loss, terms = hidden_l2_loss(teacher, student, pairs, h.projections, final, d.layer_weight, d.final_weight)
         terms["loss"] = loss.item()
         return loss, terms, [], len(student.targets)
     if not interact:
@@ -335,7 +337,7 @@ def stage_loss(s: Session, stage: str, samples, where: tuple[int, int] = (0, 0))
 
     def match(candidate_kl):
         return match_layers(
-            candidate_kl, len(s.student_verbalizers), len(s.teacher_layers), d.matching, s.generator,
+            candidate_kl, len(h.student_verbalizers), len(h.teacher_layers), d.matching, s.inputs.generator,
             order=d.order, ranged=d.search_range, temperature=d.match_temperature, scale=d.temperature_scale,
             rule=d.temperature_rule,
         )
@@ -360,6 +362,6 @@ def cache_teacher(config: RunConfig, out: Path) -> dict:
     if not s.load_cached_teacher_verbalizers():
         run_stage(s, run, stage, progress)
         s.store_cached_teacher_verbalizers()
-    teacher_eval = evaluate_model(s, s.teacher, s.teacher_processor)
+    teacher_eval = evaluate_model(s, s.models.teacher, s.models.teacher_processor)
     write_cache(s, out, config.distill.cache_top_k, teacher_eval)
     return teacher_eval
