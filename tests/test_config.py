@@ -16,10 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_defaults_then_recipe_then_overrides(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model:\n  dtype: bfloat16\ndata:\n  seed: 3\n")
-    config = load_config(RunConfig, recipe, ["data.seed=7", "batch_size=8"])
+    config = load_config(RunConfig, recipe, ["data.seed=7", "train.batch_size=8"])
     assert config.model.dtype == "bfloat16"  # from the recipe
     assert config.data.seed == 7  # the override wins over the recipe
-    assert config.batch_size == 8
+    assert config.train.batch_size == 8
     assert config.model.family == "idefics3"  # untouched default
     # The resolved config round-trips through YAML.
     assert from_dict(RunConfig, __import__("yaml").safe_load(dump_yaml(config))) == config
@@ -32,7 +32,8 @@ def test_defaults_then_recipe_then_overrides(tmp_path):
         ("model.dtyp=float32", "model.dtyp: unknown key (from --set model.dtyp=float32); known keys here: dtype, family"),
         ("data.seed=abc", "data.seed: 'abc' is not int"),
         ("data.seed=true", "data.seed: True is not int"),
-        ("batch_size=0", "batch_size: 0 must be >= 1"),
+        ("train.batch_size=0", "train.batch_size (0) and train.grad_accum (1) must be >= 1"),
+        ("model.family=gpt", "model.family: 'gpt' is not allowed; allowed: idefics3, qwen2_vl, llava"),
         ("data.noise=[1]", "data.noise: [1] is not float"),
         ("model=3", "model: expected a mapping of ModelConfig keys"),
         ("nokey", "expected KEY=VALUE"),
@@ -115,3 +116,13 @@ def test_target_values_are_checked_with_the_key_and_file():
         load_target("android-arm64", ["executorch.schemes=[fp32, 8da2w]"])
     target = load_target("android-arm64", ["gate.int4=3"])
     assert (target.threshold("8da4w"), target.threshold("int8"), target.threshold("fp32")) == (3.0, 1.0, 0.5)
+
+
+def test_run_dir_reads_configs_that_still_have_the_removed_batch_size(tmp_path):
+    """Runs written before the unused top-level `batch_size` left the schema still export."""
+    from vlsi_edge.contracts.run_dir import RunDir
+
+    (tmp_path / "config.yaml").write_text(dump_yaml(RunConfig()) + "batch_size: 32\n")
+    assert RunDir(tmp_path).load_config() == RunConfig()
+    with pytest.raises(ConfigError, match="batch_size: unknown key"):
+        load_config(RunConfig, tmp_path / "config.yaml")  # a recipe with it is told so

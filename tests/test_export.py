@@ -16,12 +16,11 @@ import pytest
 import torch
 
 from vlsi_edge.contracts.manifest import ArtifactError, load_manifest, sha256
-from vlsi_edge.data import ShapesConfig
+from vlsi_edge.data import ShapesConfig, score
 from vlsi_edge.families.parts import split_model
 from vlsi_edge.deploy.pipeline import Source, resolve_source
-from vlsi_edge.export import export_target
+from vlsi_edge.export import export_target, main
 from vlsi_edge.deploy.targets import load_target
-from vlsi_edge.export import main
 from vlsi_edge.families import build_batch
 from vlsi_edge.runtime.executorch_runner import ExecuTorchVLM
 from vlsi_edge.runtime.onnx_runner import OnnxVLM
@@ -86,6 +85,19 @@ def test_report_has_every_metric_and_fp32_programs_match_the_float_student(expor
     assert rows["onnx-int4"]["bytes"] < rows["onnx-int8"]["bytes"] < rows["onnx-fp32"]["bytes"]
     assert rows["executorch-8da4w"]["bytes"] < rows["executorch-fp32"]["bytes"]
     assert "| executorch-8da4w | 8da4w |" in (result.out_dir / "report.md").read_text()
+
+
+def test_validation_float_row_scores_like_the_training_evaluator(exported):
+    """The float row (eager parts through the host loop) and `evaluate` (batched transformers generate,
+    what training reports) give the same answers: the two eager generation paths agree."""
+    from vlsi_edge.evaluate import generate_answers
+
+    result, zoo = exported
+    report = json.loads((result.out_dir / "report.json").read_text())
+    samples = validation_items(ShapesConfig(**zoo.card["data"]), report["items"])
+    answers = generate_answers(zoo.model, zoo.family, zoo.processor, samples, max_new_tokens=40)
+    accuracy = round(float(score(answers, samples)["accuracy"]), 4)
+    assert accuracy == report["float_accuracy"] == {r["artifact"]: r for r in report["rows"]}["float (PyTorch eager)"]["accuracy"]
 
 
 @pytest.mark.parametrize("name", ARTIFACTS)

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vlsi_edge.contracts.manifest import load_manifest
+
 CORE = Path(__file__).resolve().parents[1] / "android_demo" / "core"
 
 
@@ -69,7 +71,7 @@ def prepare_jvm(export_dir: Path, image: Path, question: str, artifact: str | No
         app = json.loads((Path(tmp) / "app.json").read_text())
         size = app["size"]
         pixels = np.fromfile(Path(tmp) / "pixels.f32", dtype="<f4").reshape(3, size, size)
-    bos_id = json.loads((export_dir / "manifest.json").read_text())["tokens"]["bos_id"]  # checked by HostCli
+    bos_id = load_manifest(export_dir)["tokens"]["bos_id"]  # HostCli checked the manifest already
     return Prepared(app["artifact"], Path(app["program"]), Path(app["tokenizer"]), pixels, app["prefill_text"],
                     app["generate_text"], app["num_bos"], bos_id, app["eos_texts"],
                     "the app's JVM module (android_demo/core)")
@@ -80,7 +82,7 @@ def prepare_python(export_dir: Path, image: Path, question: str, artifact: str |
     from PIL import Image, UnidentifiedImageError
 
     from vlsi_edge.deploy.app_golden import app_inputs
-    from vlsi_edge.contracts.manifest import ArtifactError, load_manifest, verified_artifact
+    from vlsi_edge.contracts.manifest import ArtifactError, verified_artifact
     from vlsi_edge.families.sources import family_of
 
     try:

@@ -154,9 +154,5 @@ class RunConfig:
     data: DataConfig = option(DataConfig(), "training and evaluation data")
     distill: DistillConfig = option(DistillConfig(), "VLsI: verbalizers, matching, losses")
     train: TrainConfig = option(TrainConfig(), "optimisation per step")
-    batch_size: int = option(32, "evaluation batch size")
     seed: int = option(0, "global random seed: initialisation, matching samples and which training examples a run sees")
 
-    def __post_init__(self):
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size: {self.batch_size} must be >= 1")

@@ -127,13 +127,13 @@ def summarize(run: dict) -> dict:
 
 def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens: int, bandwidth: float | None,
                 overrides: list[str]) -> dict:
-    from vlsi_edge.contracts.manifest import MANIFEST
+    from vlsi_edge.contracts.manifest import load_manifest
     from vlsi_edge.validate.run import run_program
 
     start = time.perf_counter()
     model_dir, exports = prepare(model, work, threads, overrides)
     prepared_s = time.perf_counter() - start
-    manifests = {name: json.loads((d / MANIFEST).read_text()) for name, d in exports.items()}
+    manifests = {name: load_manifest(d) for name, d in exports.items()}
     rows, export_seconds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         inputs = Path(tmp) / "inputs.npz"

@@ -12,9 +12,80 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TypedDict
 
-FORMAT_VERSION = 2  # 2: the prompt segments as text too (num_bos, *_text), for the Android app
+# 2: the prompt segments as text too (num_bos, *_text), for the Android app. The Android app's reader
+# (android_demo/core Manifest.FORMAT_VERSION) must say the same: tests/test_contracts.py checks it.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+
+
+# ---- the schema (docs/EXPORT.md describes every key) ----------------------------------------------
+class FileEntry(TypedDict):
+    path: str  # relative to the export directory, '/'-separated
+    sha256: str
+    bytes: int
+
+
+class Artifact(TypedDict, total=False):
+    runtime: str  # 'executorch' | 'onnx'
+    scheme: str  # 'fp32' | '8da8w' | '8da4w' | 'int8' | 'int4'
+    precision: str  # 'fp32' | 'int8' | 'int4' (what the gate's threshold is keyed by)
+    backend: str  # executorch: 'xnnpack'
+    quantization: dict | None
+    files: dict[str, FileEntry]  # role ('program', 'vision_encoder', ...) -> file
+    methods: list[str]  # executorch: the program's methods
+    stock_runner: bool  # executorch: ExecuTorch's MultimodalRunner can run it unmodified
+    transformers_js_dtype: str  # onnx: the dtype name transformers.js loads it by
+
+
+class Image(TypedDict):
+    size: int
+    channels: str
+    layout: str
+    resize: str  # Family.resize_rule
+    resample: str | None
+    rescale_factor: float
+    mean: list[float]
+    std: list[float]
+
+
+class Tokens(TypedDict):
+    image_token_id: int
+    image_token_count: int
+    image_grid: list[int] | None  # M-RoPE image-token (rows, cols); None for cache-position decoders
+    bos_id: int | None
+    eos_ids: list[int]
+    eos_texts: list[str]
+    pad_id: int | None
+    vocab_size: int
+
+
+class Manifest(TypedDict, total=False):
+    format_version: int
+    family: str
+    model: dict  # source, name
+    target: str
+    created: str
+    versions: dict[str, str]
+    image: Image
+    prompt: dict  # template, image_placeholder, token segments and their texts, num_bos
+    tokens: Tokens
+    max_context_len: int
+    max_seq_len: int
+    tokenizer: FileEntry
+    artifacts: dict[str, Artifact]
+    export_seconds: dict[str, float]
+    app_golden: str  # stock-runner families: the app's golden inputs index
+    validation: dict  # report, passed, per-artifact results (after validation)
+
+
+# Keys a reader may rely on, per section; `load_manifest` refuses a manifest without them.
+REQUIRED = {
+    "": ("format_version", "family", "image", "prompt", "tokens", "max_context_len", "tokenizer", "artifacts"),
+    "image": ("size", "resize", "mean", "std"),
+    "tokens": ("image_token_id", "image_token_count", "eos_ids"),
+}
 
 
 class ArtifactError(RuntimeError):
@@ -29,22 +100,27 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def file_entry(root: Path, path: Path) -> dict:
+def file_entry(root: Path, path: Path) -> FileEntry:
     return {"path": path.relative_to(root).as_posix(), "sha256": sha256(path), "bytes": path.stat().st_size}
 
 
-def write_manifest(export_dir: str | Path, manifest: dict) -> Path:
-    """Write `manifest` as export_dir/manifest.json (atomically); the one writer."""
+def write_manifest(export_dir: str | Path, manifest: Manifest) -> Path:
+    """Write `manifest` as export_dir/manifest.json (atomically); the one writer. It must hold what
+    `load_manifest` requires, so nothing is written that the readers would refuse."""
     from vlsi_edge import atomic
 
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"manifest format_version {manifest.get('format_version')!r}: this writer writes {FORMAT_VERSION}")
+    missing = [f"{section + '.' if section else ''}{key}" for section, keys in REQUIRED.items()
+               for key in keys if key not in (manifest.get(section, {}) if section else manifest)]
+    if missing:
+        raise ValueError(f"manifest is missing {', '.join(missing)}")
     path = Path(export_dir) / MANIFEST
     atomic.write_json(path, manifest)
     return path
 
 
-def load_manifest(export_dir: str | Path) -> dict:
+def load_manifest(export_dir: str | Path) -> Manifest:
     path = Path(export_dir) / MANIFEST
     if not path.is_file():
         raise ArtifactError(f"{path}: no manifest; is {export_dir} an export directory (python -m vlsi_edge.export)?")
@@ -55,9 +131,16 @@ def load_manifest(export_dir: str | Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{path}: format_version {manifest.get('format_version') if isinstance(manifest, dict) else None!r} "
                             f"is not {FORMAT_VERSION}; re-export with this version of vlsi_edge")
-    for key in ("family", "artifacts", "tokens", "tokenizer"):
-        if key not in manifest:
-            raise ArtifactError(f"{path}: missing key {key!r}")
+    for section, keys in REQUIRED.items():
+        where = manifest[section] if section else manifest
+        if not isinstance(where, dict):
+            raise ArtifactError(f"{path}: {section!r} is not a mapping")
+        for key in keys:
+            if key not in where:
+                raise ArtifactError(f"{path}: missing key {(section + '.' if section else '') + key!r}")
+    for name, artifact in manifest["artifacts"].items():
+        if not isinstance(artifact, dict) or not {"runtime", "scheme", "files"} <= set(artifact):
+            raise ArtifactError(f"{path}: artifact {name!r} needs runtime, scheme and files")
     return manifest
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from vlsi_edge import atomic
-from vlsi_edge.config import ConfigError, dump_yaml, load_config
+from vlsi_edge.config import ConfigError, dump_yaml, from_dict, read_yaml
 
 
 class StageName(StrEnum):
@@ -80,7 +80,10 @@ class RunDir:
         """The run's resolved `RunConfig`."""
         from vlsi_edge.recipes import RunConfig
 
-        return load_config(RunConfig, self.config_path)
+        data = read_yaml(self.config_path)
+        if isinstance(data, dict):
+            data.pop("batch_size", None)  # written (unused) by runs before the key was removed; train.batch_size is the one
+        return from_dict(RunConfig, data, str(self.config_path))
 
     @property
     def student_path(self) -> Path:

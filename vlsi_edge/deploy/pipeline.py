@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from vlsi_edge.contracts.manifest import FORMAT_VERSION, file_entry, write_manifest
 from vlsi_edge.contracts.run_dir import RunDir
@@ -161,10 +162,13 @@ def export_programs(source: Source, target: TargetConfig, out_dir: Path) -> dict
     metadata = runner_metadata(parts, tokenizer, family.eos_token)
     artifacts: dict[str, dict] = {}
     timings: dict[str, float] = {}
-    if "executorch" in target.formats:
-        executorch_artifacts(model, family, size, target, metadata, out_dir, artifacts, timings)
-    if "onnx" in target.formats:
-        onnx_artifacts(model, family, size, target, out_dir, artifacts, timings)
+    planned = [*(["executorch"] * len(target.executorch.schemes) if "executorch" in target.formats else []),
+               *(["onnx"] * (1 + len(target.onnx.schemes)) if "onnx" in target.formats else [])]
+    with tqdm(total=len(planned), desc=f"export {target.name}", unit="artifact") as progress:
+        if "executorch" in target.formats:
+            executorch_artifacts(model, family, size, target, metadata, out_dir, artifacts, timings, progress)
+        if "onnx" in target.formats:
+            onnx_artifacts(model, family, size, target, out_dir, artifacts, timings, progress)
 
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -200,9 +204,10 @@ def export_programs(source: Source, target: TargetConfig, out_dir: Path) -> dict
 
 
 def executorch_artifacts(model, family, size: int, target: TargetConfig, metadata: dict, staging: Path,
-                         artifacts: dict, timings: dict) -> None:
+                         artifacts: dict, timings: dict, progress: tqdm) -> None:
     """One .pte per scheme, each from a fresh copy of the model (quantization rewrites modules in place)."""
     for scheme in target.executorch.schemes:
+        progress.set_postfix_str(f"executorch-{scheme}")
         t = time.perf_counter()
         parts = split_model(copy.deepcopy(model), family, size, max_cache_len=target.max_context_len)
         recipe = quantize_parts(parts, scheme, target.executorch)
@@ -216,6 +221,7 @@ def executorch_artifacts(model, family, size: int, target: TargetConfig, metadat
         }
         timings[f"executorch-{scheme}"] = round(time.perf_counter() - t, 1)
         log.info("executorch %s: %d bytes in %.0f s", scheme, path.stat().st_size, timings[f"executorch-{scheme}"])
+        progress.update()
 
 
 ONNX_QUANTIZATION = {
@@ -225,12 +231,16 @@ ONNX_QUANTIZATION = {
 }
 
 
-def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path, artifacts: dict, timings: dict) -> None:
+def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path, artifacts: dict, timings: dict,
+                   progress: tqdm) -> None:
     """The fp32 graphs, then each quantized variant from them (fp32 files go if fp32 is not a scheme)."""
+    progress.set_postfix_str("onnx fp32 graphs")
     t = time.perf_counter()
     fp32 = export_onnx(model, family, size, staging)
     timings["onnx-fp32"] = round(time.perf_counter() - t, 1)
+    progress.update()
     for scheme in target.onnx.schemes:
+        progress.set_postfix_str(f"onnx-{scheme}")
         t = time.perf_counter()
         paths = fp32 if scheme == "fp32" else quantize_onnx(staging / "onnx", scheme, target.onnx.block_size)
         if scheme != "fp32":
@@ -243,6 +253,7 @@ def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path
             "transformers_js_dtype": {"fp32": "fp32", "int8": "int8", "int4": "q4"}[scheme],
             "files": {g: file_entry(staging, paths[g]) for g in ONNX_GRAPHS},
         }
+        progress.update()
     if "fp32" not in target.onnx.schemes:
         for path in fp32.values():
             path.unlink()

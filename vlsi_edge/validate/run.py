@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from vlsi_edge.contracts.manifest import load_manifest
 from vlsi_edge.data import ShapesConfig
@@ -71,7 +72,7 @@ def validate_export(export_dir: Path, model_dir: Path, data: ShapesConfig, targe
         float_accuracy = round(float(score(reference.answers, samples)["accuracy"]), 4)
         rows.append({"artifact": FLOAT_ROW, "runtime": "pytorch", "scheme": "fp32", "bytes": None,
                      **metrics(run, reference.answers, reference)})
-        for name, artifact in manifest["artifacts"].items():
+        for name, artifact in tqdm(manifest["artifacts"].items(), desc="validate", unit="artifact"):
             row = {"artifact": name, "runtime": artifact["runtime"], "scheme": artifact["scheme"],
                    "bytes": sum(f["bytes"] for f in artifact["files"].values())}
             run, error = run_program(export_dir, name, inputs, threads, max_new_tokens)
