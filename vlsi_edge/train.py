@@ -18,6 +18,7 @@ from pathlib import Path
 from vlsi_edge import logs
 from vlsi_edge.config import ConfigError, describe, load_config
 from vlsi_edge.contracts.run_dir import RunDir
+from vlsi_edge.distill.checkpoint import CheckpointError
 from vlsi_edge.distill.parallel import Parallel
 from vlsi_edge.distill.report import write_report
 from vlsi_edge.recipes import RunConfig
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         progress, session = train(config, run, resume=args.resume is not None)
-    except (ConfigError, VocabularyMismatch, DatasetError, FileNotFoundError) as e:
+    except (ConfigError, VocabularyMismatch, DatasetError, FileNotFoundError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if session.par.is_main:

@@ -2,6 +2,10 @@
 
 The directory is written beside the old one and swapped in whole (vlsi_edge.atomic.replace_dir), so a
 run killed while saving still has its previous checkpoint.
+
+state.pt holds only tensors, numbers, strings and containers of them, and is read with
+`torch.load(weights_only=True)`: run directories get shared, and a resume must never run code from one.
+It records the sha256 of the run's config.yaml; a checkpoint from another run is refused.
 """
 
 from __future__ import annotations
@@ -15,7 +19,12 @@ import numpy as np
 import torch
 
 from vlsi_edge import atomic
+from vlsi_edge.contracts.manifest import sha256
 from vlsi_edge.contracts.run_dir import RunDir
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from: truncated, foreign, from another run, or not data."""
 
 
 def exists(run: RunDir) -> bool:
@@ -36,9 +45,10 @@ def save(run: RunDir, s, progress, optimizer, scheduler) -> None:
         "rng": {
             "torch": torch.get_rng_state(),
             "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            "numpy": _numpy_state(),
             "matching": s.inputs.generator.get_state(),
         },
+        "config_sha256": sha256(run.config_path),
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -49,11 +59,42 @@ def save(run: RunDir, s, progress, optimizer, scheduler) -> None:
 
 
 def load_progress(run: RunDir) -> dict:
-    return json.loads((run.checkpoint / "progress.json").read_text())
+    path = run.checkpoint / "progress.json"
+    try:
+        progress = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e}); the checkpoint is damaged, start a new run") from None
+    if not isinstance(progress, dict):
+        raise CheckpointError(f"{path}: expected a JSON object; the checkpoint is damaged, start a new run")
+    return progress
 
 
 def _state(run: RunDir) -> dict:
-    return torch.load(run.checkpoint / "state.pt", weights_only=False)
+    """state.pt as data only (no pickled code runs), checked to belong to this run."""
+    path = run.checkpoint / "state.pt"
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means: not a checkpoint we can trust
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a vlsi_edge checkpoint that loads as plain data ({first}); "
+                              "it is truncated, foreign or written by an older version: start a new run") from None
+    keys = {"student", "student_verbalizers", "optimizer", "scheduler", "rng", "config_sha256"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        raise CheckpointError(f"{path}: missing {sorted(keys - set(state)) if isinstance(state, dict) else 'everything'}; "
+                              "not a vlsi_edge checkpoint")
+    if state["config_sha256"] != sha256(run.config_path):
+        raise CheckpointError(f"{path}: written for another config than {run.config_path}; it belongs to another run")
+    return state
+
+
+def _numpy_state() -> list:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]
+
+
+def _set_numpy_state(state: list) -> None:
+    kind, keys, pos, has_gauss, cached = state
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
 def restore_models(run: RunDir, s, lora_active: bool) -> None:
@@ -73,7 +114,7 @@ def restore_models(run: RunDir, s, lora_active: bool) -> None:
     rng = state["rng"]
     torch.set_rng_state(rng["torch"])
     random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
+    _set_numpy_state(rng["numpy"])
     s.inputs.generator.set_state(rng["matching"])
 
 
