@@ -57,3 +57,26 @@ def test_another_version_is_refused(tmp_path):
     (tmp_path / MANIFEST).write_text(json.dumps({**minimal(), "format_version": FORMAT_VERSION - 1}))
     with pytest.raises(ArtifactError, match=f"format_version {FORMAT_VERSION - 1} is not {FORMAT_VERSION}"):
         load_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("bad", ["../outside/x.pte", "/etc/passwd", "onnx/../../x", "./model.pte", "a//b", "C:/x",
+                                 "onnx\\\\x.onnx", ""])
+def test_file_paths_must_stay_inside_the_export(tmp_path, bad):
+    manifest = minimal()
+    manifest["artifacts"]["onnx-fp32"]["files"] = {"program": {"path": bad, "sha256": "0" * 64, "bytes": 1}}
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="file path"):
+        load_manifest(tmp_path)
+
+
+def test_a_link_out_of_the_export_is_refused(tmp_path):
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"x")
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "model.pte").symlink_to(outside)
+    manifest = minimal()
+    manifest["artifacts"]["onnx-fp32"]["files"] = {"program": {"path": "model.pte", "sha256": "0" * 64, "bytes": 1}}
+    (export / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="leads outside the export directory"):
+        load_manifest(export)

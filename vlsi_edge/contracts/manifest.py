@@ -121,7 +121,8 @@ def write_manifest(export_dir: str | Path, manifest: Manifest) -> Path:
 
 
 def load_manifest(export_dir: str | Path) -> Manifest:
-    path = Path(export_dir) / MANIFEST
+    export_dir = Path(export_dir)
+    path = export_dir / MANIFEST
     if not path.is_file():
         raise ArtifactError(f"{path}: no manifest; is {export_dir} an export directory (python -m vlsi_edge.export)?")
     try:
@@ -141,12 +142,33 @@ def load_manifest(export_dir: str | Path) -> Manifest:
     for name, artifact in manifest["artifacts"].items():
         if not isinstance(artifact, dict) or not {"runtime", "scheme", "files"} <= set(artifact):
             raise ArtifactError(f"{path}: artifact {name!r} needs runtime, scheme and files")
+        for entry in artifact["files"].values():
+            contained(export_dir, entry.get("path") if isinstance(entry, dict) else None)
+    contained(export_dir, manifest["tokenizer"].get("path") if isinstance(manifest["tokenizer"], dict) else None)
+    if "app_golden" in manifest:
+        contained(export_dir, manifest["app_golden"])
     return manifest
 
 
+def contained(export_dir: str | Path, relative) -> Path:
+    """export_dir / relative, refusing anything but a normalised relative path that stays inside export_dir
+    (no absolute paths, no '..', no backslashes, no link that leads out)."""
+    export_dir = Path(export_dir)
+    where = export_dir / MANIFEST
+    if not isinstance(relative, str) or not relative:
+        raise ArtifactError(f"{where}: a file path is {relative!r}; expected a path relative to the export directory")
+    parts = relative.split("/")
+    if relative.startswith("/") or "\\" in relative or ":" in parts[0] or any(p in ("", ".", "..") for p in parts):
+        raise ArtifactError(f"{where}: file path {relative!r} is not a normalised path inside the export directory")
+    path = export_dir / relative
+    if not path.resolve().is_relative_to(export_dir.resolve()):
+        raise ArtifactError(f"{where}: file path {relative!r} leads outside the export directory (a link?)")
+    return path
+
+
 def verify_file(export_dir: Path, entry: dict) -> Path:
-    """The file's path, after checking its size and sha256 against the manifest entry."""
-    path = export_dir / entry["path"]
+    """The file's path, after checking its place, size and sha256 against the manifest entry."""
+    path = contained(export_dir, entry.get("path"))
     if not path.is_file():
         raise ArtifactError(f"{path}: listed in {MANIFEST} but missing")
     size = path.stat().st_size
