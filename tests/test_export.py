@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,9 +222,39 @@ def test_a_failed_export_leaves_the_previous_export_untouched(tmp_path):
     zoo = load_model("student")
     target = load_target("x86_64", ["executorch.schemes=[8da4w]", "executorch.group_size=48"])
     with pytest.raises(RuntimeError, match="incompatible with 8da4w"):
-        export_target(Source(zoo.path, "student"), target, out)
+        export_target(Source(zoo.path, "student"), target, out, overwrite=True)
     assert (out / "manifest.json").read_text() == "previous"
     assert [p.name for p in out.parent.iterdir()] == ["student-x"]
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case", ["existing export", "existing export + --overwrite of a run", "a training run",
+                                  "a file", "the current folder", "inside a run"])
+def test_export_never_replaces_what_it_did_not_write(tmp_path, monkeypatch, capsys, case):
+    monkeypatch.chdir(tmp_path)
+    export = tmp_path / "exports" / "student-x86_64"
+    export.mkdir(parents=True)
+    (export / "manifest.json").write_text("{}")
+    run = tmp_path / "runs" / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "student").mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+    out, extra, message = {
+        "existing export": (export, [], "already exists; pass --overwrite"),
+        "existing export + --overwrite of a run": (run, ["--overwrite"], "not an export directory"),
+        "a training run": (run, [], "already exists"),
+        "a file": (tmp_path / "notes.txt", ["--overwrite"], "not an export directory"),
+        "the current folder": (Path("."), ["--overwrite"], "not an export directory"),
+        "inside a run": (run / "export", [], "an export or a training run"),
+    }[case]
+    before = _tree(tmp_path)
+    code = main(["--target", "x86_64", "--model", "zoo:student", "--out", str(out), *extra])
+    assert code == 2 and message in capsys.readouterr().err
+    assert _tree(tmp_path) == before
 
 
 def test_gate_is_loss_in_points_against_the_threshold():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from vlsi_edge import atomic, logs
 from vlsi_edge.config import ConfigError, describe
-from vlsi_edge.contracts.manifest import write_manifest
+from vlsi_edge.contracts.manifest import MANIFEST, write_manifest
 from vlsi_edge.deploy.targets import TargetConfig, known_targets, load_target
 
 
@@ -39,7 +39,23 @@ class ExportResult:
         return self.report is None or self.report["passed"]
 
 
-def export_target(source, target: TargetConfig, out_dir: Path, validate: bool = True, command: str = "") -> ExportResult:
+def check_destination(out_dir: Path, overwrite: bool) -> None:
+    """Refuse to replace anything but an earlier export, and that only when asked (`--overwrite`)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() or out_dir.is_symlink():
+        if not overwrite:
+            raise FileExistsError(f"{out_dir}: already exists; pass --overwrite to replace that export, or choose "
+                                  "another --out")
+        if not out_dir.is_dir() or not (out_dir / MANIFEST).is_file():
+            raise FileExistsError(f"{out_dir}: not an export directory (no {MANIFEST}); refusing to replace it even "
+                                  "with --overwrite; choose another --out")
+    for parent in out_dir.resolve().parents:
+        if (parent / MANIFEST).is_file() or (parent / "config.yaml").is_file() and (parent / "checkpoints").is_dir():
+            raise FileExistsError(f"{out_dir}: inside {parent}, an export or a training run; choose another --out")
+
+
+def export_target(source, target: TargetConfig, out_dir: Path, validate: bool = True, command: str = "",
+                  overwrite: bool = False) -> ExportResult:
     """Export (`deploy`), then validate (`validate`) `source` for `target` into out_dir.
 
     Everything is written into a staging directory beside out_dir and moved into place at the end
@@ -49,6 +65,7 @@ def export_target(source, target: TargetConfig, out_dir: Path, validate: bool = 
     from vlsi_edge.deploy.pipeline import export_programs
     from vlsi_edge.validate.run import summary, validate_export
 
+    check_destination(out_dir, overwrite)
     start = time.perf_counter()
     report = None
     with atomic.staged_dir(out_dir) as staging:
@@ -74,6 +91,7 @@ def parse_args(argv):
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs/latest is looked up")
     parser.add_argument("--out", type=Path, help="export directory (default: exports/<run>-<target>)")
     parser.add_argument("--no-validate", action="store_true", help="export only (no report, no gate)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out when it is an earlier export")
     logs.add_flag(parser)
     return parser.parse_args(argv)
 
@@ -96,7 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or Path("exports") / f"{source.name}-{target.name}"
     command = shlex.join(["python", "-m", "vlsi_edge.export", *argv])
-    result = export_target(source, target, out, validate=not args.no_validate, command=command)
+    try:
+        check_destination(out, args.overwrite)
+    except FileExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result = export_target(source, target, out, validate=not args.no_validate, command=command,
+                           overwrite=args.overwrite)
     print(f"exported {len(result.manifest['artifacts'])} artifacts to {out} in {result.seconds:.0f} s")
     if result.report is not None:
         print((out / "report.md").read_text())
