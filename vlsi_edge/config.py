@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -111,6 +112,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: {value!r} is not a finite number (from {source})")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -134,8 +137,11 @@ def _build(cls: type[T], data: dict, prefix: str, source: str) -> T:
         kwargs[name] = _coerce(value, hints[name], prefix + name, source)
     try:
         return cls(**kwargs)
-    except ConfigError as e:  # cross-field checks in __post_init__
-        raise ConfigError(f"{e} (from {source})") from None
+    except ConfigError as e:  # cross-field checks in __post_init__; nested sections' messages get their key path
+        message = str(e)
+        if prefix and not message.startswith(prefix.rstrip(".")):
+            message = prefix + message
+        raise ConfigError(f"{message} (from {source})") from None
 
 
 def from_dict(cls: type[T], data: dict | None, source: str = "<dict>") -> T:
@@ -173,7 +179,9 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); expected a YAML file") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if data is None:

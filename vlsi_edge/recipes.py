@@ -55,6 +55,8 @@ class DataConfig:
         for name in ("labelled", "unlabelled"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"data.{name}: {getattr(self, name)} must be >= 0 (0: unlimited)")
+        if not 0 <= self.seed < 2**31:
+            raise ConfigError(f"data.seed: {self.seed} must be in [0, 2^31)")
         if self.image_size < 24:
             raise ConfigError(f"data.image_size: {self.image_size} is too small; use >= 24")
         if self.eval_size is not None and self.eval_size < 1:
@@ -102,6 +104,14 @@ class DistillConfig:
             raise ConfigError(f"distill.cache_top_k: {self.cache_top_k} must be >= 1")
         if self.match_temperature is not None and self.match_temperature <= 0:
             raise ConfigError(f"distill.match_temperature: {self.match_temperature} must be > 0 (or null)")
+        for name in ("kd_temperature", "temperature_scale"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"distill.{name}: {getattr(self, name)} must be > 0")
+        for name in ("layer_weight", "final_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"distill.{name}: {getattr(self, name)} must be >= 0")
+        if self.chunk_size < 0:
+            raise ConfigError(f"distill.chunk_size: {self.chunk_size} must be >= 0 (0: all positions at once)")
 
 
 @dataclass
@@ -116,6 +126,10 @@ class StageConfig:
             raise ConfigError(f"steps: {self.steps} must be >= 0")
         if self.lr <= 0 or self.lr_min < 0:
             raise ConfigError(f"lr: {self.lr} must be > 0 and lr_min: {self.lr_min} >= 0")
+        if self.lr_min > self.lr:
+            raise ConfigError(f"lr_min: {self.lr_min} must be <= lr ({self.lr})")
+        if self.warmup < 0:
+            raise ConfigError(f"warmup: {self.warmup} must be >= 0 (0: no warm-up)")
 
 
 @dataclass
@@ -146,6 +160,12 @@ class TrainConfig:
             raise ConfigError(f"train.batch_size ({self.batch_size}) and train.grad_accum ({self.grad_accum}) must be >= 1")
         if self.early_stopping < 0:
             raise ConfigError(f"train.early_stopping: {self.early_stopping} must be >= 0 (0: off)")
+        for name in ("checkpoint_every", "log_every", "lora_r", "lora_alpha"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}: {getattr(self, name)} must be >= 1")
+        for name in ("weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name}: {getattr(self, name)} must be >= 0")
 
 
 @dataclass
@@ -155,4 +175,8 @@ class RunConfig:
     distill: DistillConfig = option(DistillConfig(), "VLsI: verbalizers, matching, losses")
     train: TrainConfig = option(TrainConfig(), "optimisation per step")
     seed: int = option(0, "global random seed: initialisation, matching samples and which training examples a run sees")
+
+    def __post_init__(self):
+        if not 0 <= self.seed < 2**31:  # seed + 1 seeds the student: every generator must take it
+            raise ConfigError(f"seed: {self.seed} must be in [0, 2^31)")
 

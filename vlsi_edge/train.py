@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(args.verbose)
     # Heavy imports (torch, transformers) after argument parsing, so --help is instant.
     from vlsi_edge.data import DatasetError
+    from vlsi_edge.distill.session import check_inputs
     from vlsi_edge.distill.trainer import cache_teacher, train
     from vlsi_edge.families import VocabularyMismatch
 
@@ -66,17 +67,20 @@ def main(argv: list[str] | None = None) -> int:
             run = RunDir.resume(args.resume, config)
         else:
             config = load_config(RunConfig, args.recipe, args.overrides)
+            check_inputs(config)  # before anything loads or is created
             par = Parallel.from_env()
             name = par.broadcast_object(args.name or _default_name(config))  # every rank: rank 0's name
             run = RunDir.create(args.runs_dir, name, config) if par.is_main else RunDir(args.runs_dir / name)
             par.barrier()
-    except (ConfigError, FileExistsError, FileNotFoundError) as e:
+    except (ConfigError, FileExistsError, FileNotFoundError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
     try:
         progress, session = train(config, run, resume=args.resume is not None)
     except (ConfigError, VocabularyMismatch, DatasetError, FileNotFoundError, CheckpointError) as e:
+        if args.resume is None and Parallel.from_env().is_main:
+            run.discard_if_unstarted()  # a run that never started leaves no directory behind
         print(f"error: {e}", file=sys.stderr)
         return 2
     if session.par.is_main:

@@ -46,13 +46,28 @@ class RunDir:
     @classmethod
     def create(cls, root: str | Path, name: str, config) -> "RunDir":
         """A new run directory with the resolved config; refuses to reuse an existing one."""
-        run = cls(Path(root) / name)
+        root = Path(root)
+        if not name or name in (".", "..") or "/" in name or "\\" in name or name == "latest" or name.startswith("."):
+            raise ConfigError(f"run name {name!r}: use a plain folder name (no '/', not '.', '..', 'latest' or hidden)")
+        run = cls(root / name)
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"runs directory {root}: exists and is not a directory")
         if run.path.exists():
             raise FileExistsError(f"{run.path} already exists; pick another --name or continue it with --resume")
-        run.path.mkdir(parents=True)
+        try:
+            run.path.mkdir(parents=True)
+        except OSError as e:
+            raise ConfigError(f"runs directory {root}: cannot create {run.path} ({e.strerror})") from None
         atomic.write_text(run.config_path, dump_yaml(config))
-        run.point_latest()
-        return run
+        return run  # runs/latest moves only once the run has started (`point_latest`, called by the trainer)
+
+    def discard_if_unstarted(self) -> bool:
+        """Remove this run directory if it holds nothing but its config (a run that failed before starting)."""
+        if self.path.is_dir() and [p.name for p in self.path.iterdir()] == [self.config_path.name]:
+            self.config_path.unlink()
+            self.path.rmdir()
+            return True
+        return False
 
     @classmethod
     def resume(cls, path: str | Path, config) -> "RunDir":

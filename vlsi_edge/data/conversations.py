@@ -80,7 +80,10 @@ def _open_rgb(path: Path, where: str) -> Image.Image:
 def _read_records(path: Path) -> list:
     if not path.is_file():
         raise DatasetError(f"{path}: dataset file not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {e.start}); expected a JSON / JSONL dataset file") from None
     if path.suffix.lower() == ".jsonl":
         records = []
         for line_no, line in enumerate(text.splitlines(), start=1):

@@ -37,7 +37,7 @@ from vlsi_edge.distill.teacher_cache import TeacherCache, pseudo_label_file
 from vlsi_edge.distill.verbalizer import Verbalizers, check_target_layers, load_verbalizers, save_verbalizers, target_layers
 from vlsi_edge.evaluate import evaluate, evaluate_splits
 from vlsi_edge.families import Family, check_vocab_compatible, get_family
-from vlsi_edge.families.sources import load_source
+from vlsi_edge.families.sources import family_of, load_source, model_dir
 from vlsi_edge.recipes import RunConfig
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,40 @@ def resolve_targets(config: RunConfig, family: Family, n_t: int, n_s: int) -> tu
             f"(student {s_layers}, teacher {t_layers}); each student target needs its own deeper teacher target"
         )
     return t_layers, s_layers
+
+
+def check_inputs(config: RunConfig) -> None:
+    """What can be checked before any weights load or anything is created: the model sources exist and are
+    of `model.family`, and the dataset files read. Raises ConfigError / DatasetError naming the key."""
+    m, d = config.model, config.data
+    family = get_family(m.family)
+    sources = [("student", m.student)] + ([] if config.distill.teacher_cache else [("teacher", m.teacher)])
+    for role, source in sources:
+        if source.startswith("tiny:"):
+            layers = source.removeprefix("tiny:")
+            if not layers.isdigit() or int(layers) < 1:
+                raise ConfigError(f"model.{role}: {source!r}: expected tiny:<layers> with layers >= 1, e.g. tiny:4")
+            continue  # built in code
+        try:
+            path = model_dir(source)
+        except FileNotFoundError as e:
+            raise ConfigError(f"model.{role}: {e}") from None
+        if not path.is_dir():
+            raise ConfigError(f"model.{role}: {source!r} is not a directory; use a local checkpoint path, zoo:<name> or "
+                              "tiny:<layers> (nothing is downloaded)")
+        try:
+            found = family_of(path)
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(f"model.{role}: {e}") from None
+        if found.name != family.name:
+            raise ConfigError(f"model.{role}: {path} is a {found.name} checkpoint but model.family is {family.name}; "
+                              f"set model.family={found.name} (teacher and student must be one family)")
+    if d.image_root is not None and not Path(d.image_root).is_dir():
+        raise ConfigError(f"data.image_root: {d.image_root} is not a directory")
+    for key in ("dataset", "eval_dataset"):
+        value = getattr(d, key)
+        if value and value != "shapes":
+            load_conversations(value, image_root=d.image_root, verify_images=False)  # DatasetError names the record
 
 
 def build_session(config: RunConfig, par: Parallel, cache_root: Path | None = None) -> Session:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from vlsi_edge import atomic
+from vlsi_edge.config import dump_yaml
 from vlsi_edge.contracts.run_dir import SECOND_STAGES, RunDir, StageName
 from vlsi_edge.distill import checkpoint as ckpt
 from vlsi_edge.distill.early_stopping import EarlyStopping
@@ -116,6 +118,8 @@ class Progress:
 def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progress, Session]:
     par = Parallel.from_env()
     s = build_session(config, par, cache_root=run.path.parent / "cache")
+    if par.is_main:
+        run.point_latest()  # the run has started for real: only now does runs/latest move
     progress = Progress()
     if resume and ckpt.exists(run):
         progress = Progress(**ckpt.load_progress(run))
@@ -357,6 +361,7 @@ def cache_teacher(config: RunConfig, out: Path) -> dict:
     s = build_session(config, par, cache_root=out.parent / "cache")
     run = RunDir(out / "verbalize")
     run.path.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(run.config_path, dump_yaml(config))  # its checkpoints are tied to this config
     progress = Progress()
     stage = plan(config)[0]
     if not s.load_cached_teacher_verbalizers():
