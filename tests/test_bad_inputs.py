@@ -104,3 +104,25 @@ def test_bad_arguments_are_refused_before_anything_changes(world, capsys, args, 
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err, err
     assert snapshot(world) == before
+
+
+def test_a_diverging_run_stops_naming_stage_and_step_and_saves_no_student(world, capsys, monkeypatch):
+    import torch
+
+    from tests.test_train import TINY_RUN
+    from vlsi_edge.distill import trainer
+
+    real = trainer.stage_loss
+
+    def nan_at_interact_step_1(s, stage, samples, where):
+        loss, terms, matches, n = real(s, stage, samples, where)
+        return (loss * float("nan"), terms, matches, n) if stage == "interact" and where[0] == 1 else (loss, terms, matches, n)
+
+    monkeypatch.setattr(trainer, "stage_loss", nan_at_interact_step_1)
+    code = main(["--runs-dir", "runs", "--name", "diverged", *[a for o in TINY_RUN for a in ("--set", o)]])
+    err = capsys.readouterr().err
+    assert code == 1 and "stage interact, step 1: the loss is nan" in err and "Traceback" not in err, err
+    run = world / "runs" / "diverged"
+    assert not (run / "student").exists()
+    state = torch.load(run / "checkpoints" / "last" / "state.pt", weights_only=True)  # the last good step's
+    assert all(torch.isfinite(v).all() for v in state["student"].values())

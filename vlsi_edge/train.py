@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     # Heavy imports (torch, transformers) after argument parsing, so --help is instant.
     from vlsi_edge.data import DatasetError
     from vlsi_edge.distill.session import check_inputs
-    from vlsi_edge.distill.trainer import cache_teacher, train
+    from vlsi_edge.distill.trainer import TrainingDiverged, cache_teacher, train
     from vlsi_edge.families import VocabularyMismatch
 
     if args.cache_teacher is not None:
@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             run.discard_if_unstarted()  # a run that never started leaves no directory behind
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:
+        print(f"error: {e} (run directory: {run.path})", file=sys.stderr)
+        return 1
     if session.par.is_main:
         report = write_report(run, progress, session)
         print((run.path / "report.md").read_text())

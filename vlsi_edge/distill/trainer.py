@@ -195,6 +195,10 @@ def _lr_lambda(schedule: StageConfig, offset: int = 0):
     return lambda step: warmup_cosine(step + offset, schedule.warmup, schedule.steps, schedule.lr_min / schedule.lr)
 
 
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss or gradient: training stops and nothing is saved as the student."""
+
+
 def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_step: int = 0) -> None:
     config = s.config
     params = stage_parameters(s, stage.name)
@@ -218,13 +222,19 @@ def run_stage(s: Session, run: RunDir, stage: Stage, progress: Progress, resume_
         for micro in range(config.train.grad_accum):
             samples = s.inputs.batch(stage.stream, stage.offset + step, micro)
             loss, micro_terms, matches, n = stage_loss(s, stage.name, samples, (stage.offset + step, micro))
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"stage {stage.name}, step {step}: the loss is {loss.item()} "
+                                       f"({', '.join(f'{k} {v:.4g}' for k, v in micro_terms.items())}); stopped, no student "
+                                       f"saved; lower the stage's learning rate or check the data")
             (loss / config.train.grad_accum).backward()
             tokens += n
             for k, v in micro_terms.items():
                 terms[k] = terms.get(k, 0.0) + v / config.train.grad_accum
         s.par.average_gradients(params)
-        if config.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, config.train.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(params, config.train.grad_clip or float("inf"))
+        if not torch.isfinite(norm):
+            raise TrainingDiverged(f"stage {stage.name}, step {step}: the gradient norm is {norm.item()}; stopped before "
+                                   "the update, no student saved; lower the stage's learning rate")
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
