@@ -277,3 +277,11 @@ def test_source_defaults_to_the_latest_run_then_the_shipped_student(tmp_path):
     assert resolve_source(None, None, tmp_path).name == "student"  # no runs yet
     with pytest.raises(FileNotFoundError, match="no student/ model in this run directory"):
         resolve_source(tmp_path, None)
+
+
+def test_a_context_too_short_for_the_prompt_is_refused_before_export(tmp_path, capsys):
+    out = tmp_path / "short"
+    code = main(["--target", "x86_64", "--model", "zoo:student", "--out", str(out), "--set", "max_context_len=40"])
+    err = capsys.readouterr().err
+    assert code == 2 and "max_context_len: 40 is shorter than the prompt around the question (19 tokens" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []

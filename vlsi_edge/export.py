@@ -119,8 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     except FileExistsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = export_target(source, target, out, validate=not args.no_validate, command=command,
-                           overwrite=args.overwrite)
+    try:
+        result = export_target(source, target, out, validate=not args.no_validate, command=command,
+                               overwrite=args.overwrite)
+    except ConfigError as e:  # found once the model is known (e.g. the prompt does not fit max_context_len)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"exported {len(result.manifest['artifacts'])} artifacts to {out} in {result.seconds:.0f} s")
     if result.report is not None:
         print((out / "report.md").read_text())

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from vlsi_edge.config import ConfigError
 from vlsi_edge.contracts.manifest import FORMAT_VERSION, file_entry, write_manifest
 from vlsi_edge.contracts.run_dir import RunDir
 from vlsi_edge.data import ShapesConfig, ShapesVQA, VQASample
@@ -127,6 +128,17 @@ def prompt_text(tokenizer, spec: dict) -> dict:
 RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 
 
+def check_context(prompt: dict, target: TargetConfig) -> None:
+    """Refuse a KV cache too short for the prompt around the question plus an answer of validation's length."""
+    fixed = len(prompt["before_image"]) + prompt["image_tokens"] + len(prompt["after_image"]) + len(prompt["after_question"])
+    need = fixed + target.validation.max_new_tokens
+    if target.max_context_len < need:
+        raise ConfigError(f"max_context_len: {target.max_context_len} is shorter than the prompt around the question "
+                          f"({fixed} tokens, {prompt['image_tokens']} of them the image) plus an answer of "
+                          f"validation.max_new_tokens = {target.validation.max_new_tokens}; use >= {need} plus the "
+                          "longest question")
+
+
 def image_spec(family: Family, processor, size: int) -> dict:
     ip = processor.image_processor
     resample = getattr(ip, "resample", None)
@@ -156,6 +168,8 @@ def export_programs(source: Source, target: TargetConfig, out_dir: Path) -> dict
     tokenizer = family.tokenizer(processor)
     probe = ShapesVQA("test", size=1, config=source.data)[0].image
     size = image_size_of(family, processor, probe)
+    prompt = prompt_spec(family, processor, probe)
+    check_context(prompt, target)
 
     write_hf_files(model, family, processor, out_dir)
     parts = split_model(model, family, size, max_cache_len=target.max_context_len)
@@ -178,7 +192,7 @@ def export_programs(source: Source, target: TargetConfig, out_dir: Path) -> dict
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
         "image": image_spec(family, processor, size),
-        "prompt": prompt_spec(family, processor, probe),
+        "prompt": prompt,
         "tokens": {
             "image_token_id": parts.image_token_id,
             "image_token_count": image_token_count(parts),
