@@ -126,3 +126,12 @@ def test_a_diverging_run_stops_naming_stage_and_step_and_saves_no_student(world,
     assert not (run / "student").exists()
     state = torch.load(run / "checkpoints" / "last" / "state.pt", weights_only=True)  # the last good step's
     assert all(torch.isfinite(v).all() for v in state["student"].values())
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_app_refuses_a_bad_answer_length(world, capsys, value):
+    from vlsi_edge import app
+
+    with pytest.raises(SystemExit) as exit_:
+        app.main([str(world), "--image", "x.png", "--question", "q", "--max-new-tokens", value])
+    assert exit_.value.code == 2 and f"argument --max-new-tokens: '{value}' is not a whole number >= 1" in capsys.readouterr().err

@@ -232,7 +232,7 @@ def _tree(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("case", ["existing export", "existing export + --overwrite of a run", "a training run",
-                                  "a file", "the current folder", "inside a run"])
+                                  "a file", "the current folder", "inside a run", "below a file"])
 def test_export_never_replaces_what_it_did_not_write(tmp_path, monkeypatch, capsys, case):
     monkeypatch.chdir(tmp_path)
     export = tmp_path / "exports" / "student-x86_64"
@@ -250,6 +250,7 @@ def test_export_never_replaces_what_it_did_not_write(tmp_path, monkeypatch, caps
         "a file": (tmp_path / "notes.txt", ["--overwrite"], "not an export directory"),
         "the current folder": (Path("."), ["--overwrite"], "not an export directory"),
         "inside a run": (run / "export", [], "an export or a training run"),
+        "below a file": (tmp_path / "notes.txt" / "x", [], "notes.txt is a file, not a folder"),
     }[case]
     before = _tree(tmp_path)
     code = main(["--target", "x86_64", "--model", "zoo:student", "--out", str(out), *extra])

@@ -153,6 +153,12 @@ def generate(prepared: Prepared, max_new_tokens: int, on_text=None) -> dict:
             "decode_tokens_per_s": (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")}
 
 
+def _positive(text: str) -> int:
+    if not text.strip().lstrip("+").isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vlsi_edge.app", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", type=Path, required=True, help="a PNG or JPEG")
     parser.add_argument("--question", required=True)
     parser.add_argument("--artifact", help="e.g. executorch-8da8w (default: the smallest the app can run)")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=_positive, default=64, help="answer length cap (>= 1)")
     parser.add_argument("--python-preprocess", action="store_true", help="skip the JVM module (step 1 in Python)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (no streaming)")
     args = parser.parse_args(argv)

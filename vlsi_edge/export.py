@@ -42,6 +42,9 @@ class ExportResult:
 def check_destination(out_dir: Path, overwrite: bool) -> None:
     """Refuse to replace anything but an earlier export, and that only when asked (`--overwrite`)."""
     out_dir = Path(out_dir)
+    blocking = next((p for p in out_dir.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise FileExistsError(f"{out_dir}: {blocking} is a file, not a folder; choose another --out")
     if out_dir.exists() or out_dir.is_symlink():
         if not overwrite:
             raise FileExistsError(f"{out_dir}: already exists; pass --overwrite to replace that export, or choose "
