@@ -140,3 +140,19 @@ def test_app_kotlin_compiles_against_core_and_the_api_signature_stubs():
     run = subprocess.run([str(script)], capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "compiles against core" in run.stdout
+
+
+def test_host_flow_refuses_a_pixel_bomb_and_a_question_that_leaves_no_room(exported, tmp_path, capsys):
+    from PIL import Image
+
+    result, _ = exported
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (14_000, 14_000)).save(bomb)  # 196 M pixels in a few kB
+    assert app.main([str(result.out_dir), "--image", str(bomb), "--question", "What is red?", "--python-preprocess"]) == 2
+    assert "bomb.png: too many pixels" in capsys.readouterr().err
+
+    image = result.out_dir / "app_golden" / "item0.png"
+    long = " ".join(["what is red"] * 60)
+    assert app.main([str(result.out_dir), "--image", str(image), "--question", long, "--python-preprocess"]) == 2
+    err = capsys.readouterr().err
+    assert "leaves no room for an answer; ask a shorter question" in err and "Traceback" not in err

@@ -100,6 +100,8 @@ def prepare_python(export_dir: Path, image: Path, question: str, artifact: str |
         raise AppError("type a question about the image first")
     try:
         picture = Image.open(image).convert("RGB")
+    except Image.DecompressionBombError as e:
+        raise AppError(f"{image}: too many pixels to be a photo ({e}); resize it first") from None
     except (OSError, UnidentifiedImageError) as e:
         raise AppError(f"{image}: not an image PIL can read ({e})") from None
     family = family_of(export_dir)
@@ -110,6 +112,19 @@ def prepare_python(export_dir: Path, image: Path, question: str, artifact: str |
     return Prepared(name, files["program"], export_dir / manifest["tokenizer"]["path"], pixels,
                     inputs["prefill_text"], inputs["generate_text"], inputs["num_bos"],
                     manifest["tokens"]["bos_id"], manifest["tokens"]["eos_texts"], "Python (the exporter's processor)")
+
+
+def check_fits(export_dir: Path, prepared: Prepared, question: str) -> None:
+    """Refuse a question that leaves no room in the program's context for an answer."""
+    from tokenizers import Tokenizer
+
+    manifest = load_manifest(export_dir)
+    prompt, limit = manifest["prompt"], manifest["max_context_len"]
+    asked = len(Tokenizer.from_file(str(prepared.tokenizer)).encode(question, add_special_tokens=False).ids)
+    used = len(prompt["before_image"]) + prompt["image_tokens"] + len(prompt["after_image"]) + asked + len(prompt["after_question"])
+    if used >= limit:
+        raise AppError(f"question: {asked} tokens; with the image and the prompt it needs {used} of the program's "
+                       f"{limit}-token context and leaves no room for an answer; ask a shorter question")
 
 
 def generate(prepared: Prepared, max_new_tokens: int, on_text=None) -> dict:
@@ -175,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         prepare = prepare_jvm if use_jvm else prepare_python
         prepared = prepare(args.export_dir, args.image, args.question, args.artifact)
+        check_fits(args.export_dir, prepared, args.question)
     except AppError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
