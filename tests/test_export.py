@@ -286,3 +286,21 @@ def test_a_context_too_short_for_the_prompt_is_refused_before_export(tmp_path, c
     err = capsys.readouterr().err
     assert code == 2 and "max_context_len: 40 is shorter than the prompt around the question (19 tokens" in err
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "no tokenizer", "garbage config"])
+def test_a_damaged_model_directory_gets_a_sentence(tmp_path, capsys, damage):
+    zoo = load_model("student")
+    model = Path(shutil.copytree(zoo.path, tmp_path / "model"))
+    if damage == "truncated weights":
+        weights = model / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:4096])
+    elif damage == "no tokenizer":
+        (model / "tokenizer.json").unlink()
+    else:
+        (model / "config.json").write_text("{not json")
+    out = tmp_path / "out"
+    code = main(["--target", "x86_64", "--model", str(model), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and str(model) in err and "Traceback" not in err, err
+    assert not out.exists()

@@ -163,8 +163,13 @@ def export_programs(source: Source, target: TargetConfig, out_dir: Path) -> dict
     """Export `source` for `target` into the empty directory out_dir: programs, Hugging Face files, the app's
     golden inputs and manifest.json (returned). `vlsi_edge.export.export_target` stages, validates and moves it."""
     family = family_of(source.model_dir)
-    model = family.load(source.model_dir, torch.float32).eval()
-    processor = family.load_processor(source.model_dir)
+    try:
+        model = family.load(source.model_dir, torch.float32).eval()
+        processor = family.load_processor(source.model_dir)
+    except Exception as e:  # noqa: BLE001 - whatever the loaders raise, the directory is what is wrong
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{source.model_dir}: cannot load the model or its processor ({type(e).__name__}: {first}); "
+                          "is it a complete save_pretrained directory?") from None
     tokenizer = family.tokenizer(processor)
     probe = ShapesVQA("test", size=1, config=source.data)[0].image
     size = image_size_of(family, processor, probe)
