@@ -161,3 +161,17 @@ def test_vocab_check(name):
     small.resize_token_embeddings(len(teacher) - 5)
     with pytest.raises(VocabularyMismatch, match="lm_head has"):
         check_vocab_compatible(teacher, student, student_model=small)
+
+
+def test_vocab_check_sees_fewer_merges_through_the_texts():
+    """A smaller BPE of the same text keeps every id it has (a prefix of the merges) but splits words
+    differently: the id check alone passes, the encoding check on training texts refuses it."""
+    from vlsi_edge.families.tokenizer import family_tokenizer
+
+    family = get_family("idefics3")
+    teacher, student = family_tokenizer(family, vocab_size=400), family_tokenizer(family, vocab_size=300)
+    texts = [family.prompt("what color is the circle?") + family.answer_text("red")]
+    assert check_vocab_compatible(teacher, student) == len(student)  # ids alone agree
+    with pytest.raises(VocabularyMismatch, match="tokenize .* differently"):
+        check_vocab_compatible(teacher, student, texts=texts)
+    assert check_vocab_compatible(teacher, teacher, texts=texts) == len(teacher)

@@ -228,7 +228,9 @@ def build_session(config: RunConfig, par: Parallel, cache_root: Path | None = No
     else:
         teacher, t_proc, t_src = load_source(family, m.teacher, m.dtype, m.teacher_quantization, seed=config.seed)
         teacher.eval().requires_grad_(False)
-    shared = check_vocab_compatible(family.tokenizer(t_proc), family.tokenizer(s_proc), teacher, student)
+    data = TrainData(config.data, config.train.batch_size, config.train.grad_accum, par.rank, par.world, config.seed)
+    probe = [family.prompt(x.question, x.history) + family.answer_text(x.answer) for x in data.batch("labelled", 0)]
+    shared = check_vocab_compatible(family.tokenizer(t_proc), family.tokenizer(s_proc), teacher, student, probe)
     student.train()
     if m.gradient_checkpointing:
         student.activation_checkpointing_enable({"use_reentrant": False})
@@ -242,7 +244,6 @@ def build_session(config: RunConfig, par: Parallel, cache_root: Path | None = No
     dtype = next(student.parameters()).dtype
     t_verb = Verbalizers(family.hidden_size(teacher), t_layers, residual).to(dtype) if teacher is not None else None
     s_verb = Verbalizers(family.hidden_size(student), s_layers, residual).to(dtype)
-    data = TrainData(config.data, config.train.batch_size, config.train.grad_accum, par.rank, par.world, config.seed)
     generator = torch.Generator().manual_seed(config.seed)  # same seed on every rank: same matches
     projections = None
     if d.method == "hidden-l2":

@@ -14,8 +14,13 @@ def check_vocab_compatible(
     student: PreTrainedTokenizerBase,
     teacher_model: PreTrainedModel | None = None,
     student_model: PreTrainedModel | None = None,
+    texts: list[str] = (),
 ) -> int:
-    """Check that every student token has the same id in the teacher; return the shared width.
+    """Check that every student token has the same id in the teacher, and that both encode `texts` (e.g. the
+    training answers) to the same ids; return the shared width.
+
+    Shared ids are not enough: a tokenizer with fewer BPE merges keeps every id it has, yet splits words
+    differently, and the answer positions the KL compares would no longer line up.
 
     Logit widths may differ by padding rows (Qwen2-VL 2B: 151,936 vs 7B/72B: 152,064), so the KL is
     taken over the common prefix `[0, shared)` of ids, which must hold every real student token.
@@ -35,6 +40,14 @@ def check_vocab_compatible(
             + ". VLsI compares next-token distributions id by id, so both must come from the same family "
             "and tokenizer."
         )
+    for text in texts:
+        t_ids = teacher(text, add_special_tokens=False)["input_ids"]
+        s_ids = student(text, add_special_tokens=False)["input_ids"]
+        if t_ids != s_ids:
+            raise VocabularyMismatch(
+                f"teacher and student tokenize {text!r} differently (teacher {t_ids}, student {s_ids}): same ids, "
+                "different merges. VLsI compares answer positions one to one, so both need the same tokenizer."
+            )
     shared = max(s_vocab.values()) + 1
     for role, model in (("teacher", teacher_model), ("student", student_model)):
         if model is not None:
