@@ -7,17 +7,17 @@ processor, the prompt and chat template, where the modules are, and the fixed-si
 
 from __future__ import annotations
 
-from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+from transformers import LlavaConfig, LlavaProcessor
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
 from vlsi_edge.families.base import Family, TinySpec, siglip_dims
-from vlsi_edge.families.llava import LlavaVisionEncoder
+from vlsi_edge.families.llava import LlavaFamily
 
 
-class VicunaLlavaFamily(Family):
+class VicunaLlavaFamily(LlavaFamily):
+    """LLaVA's architecture (model class, module access, export vision encoder inherited), Vicuna's chat."""
+
     name = "vicuna_llava"
-    model_class = LlavaForConditionalGeneration
-    image_token = "<image>"
     eos_token = "</s>"
     special_tokens = ("<image>", "</s>")
     resize_rule = "to size x size"
@@ -40,8 +40,7 @@ class VicunaLlavaFamily(Family):
         return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=spec.patch_size,
                               vision_feature_select_strategy="full", image_token=self.image_token)
 
-    def process(self, processor, images, texts):
-        return dict(processor(images=images, text=texts, return_tensors="pt"))
+    answer_text = Family.answer_text  # ' {answer}</s>' (ChatML's has no leading space)
 
     def prompt(self, question, history=()):
         turns = [f"USER: {'<image>' if i == 0 else ''}{user} ASSISTANT: {answer}</s>" for i, (user, answer) in enumerate(history)]
@@ -54,15 +53,3 @@ class VicunaLlavaFamily(Family):
             "{% else %} ASSISTANT: {{ m['content'][0]['text'] }}</s>{% endif %}{% endfor %}"
             "{% if add_generation_prompt %} ASSISTANT:{% endif %}"
         )
-
-    def language_model(self, model):
-        return model.model.language_model
-
-    def vision_modules(self, model):
-        return [model.model.vision_tower]
-
-    def projector_modules(self, model):
-        return [model.model.multi_modal_projector]
-
-    def vision_encoder(self, model, image_size):
-        return LlavaVisionEncoder(model, image_size)

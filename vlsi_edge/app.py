@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlsi_edge.contracts.manifest import load_manifest
+from vlsi_edge.contracts.manifest import fixed_prompt_tokens, load_manifest
 
 CORE = Path(__file__).resolve().parents[1] / "android_demo" / "core"
 
@@ -121,7 +121,7 @@ def check_fits(export_dir: Path, prepared: Prepared, question: str) -> None:
     manifest = load_manifest(export_dir)
     prompt, limit = manifest["prompt"], manifest["max_context_len"]
     asked = len(Tokenizer.from_file(str(prepared.tokenizer)).encode(question, add_special_tokens=False).ids)
-    used = len(prompt["before_image"]) + prompt["image_tokens"] + len(prompt["after_image"]) + asked + len(prompt["after_question"])
+    used = fixed_prompt_tokens(prompt) + asked
     if used >= limit:
         raise AppError(f"question: {asked} tokens; with the image and the prompt it needs {used} of the program's "
                        f"{limit}-token context and leaves no room for an answer; ask a shorter question")

@@ -37,6 +37,21 @@ def spawn(module: str, job: dict, threads: int | None = None, timeout_s: float |
         return json.loads(result.read_text())
 
 
+def spawn_arrays(module: str, job: dict, threads: int | None = None) -> tuple[dict | None, str | None]:
+    """Run a worker that writes its arrays to job["out"] (an .npz this call provides): (arrays, None), or
+    (None, the worker's last lines) when it failed."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.npz"
+        try:
+            spawn(module, {**job, "out": str(out)}, threads=threads)
+        except WorkerError as e:
+            return None, str(e)
+        with np.load(out) as data:
+            return {k: data[k] for k in data.files}, None
+
+
 def serve(handler: Callable[[dict], dict], argv: list[str] | None = None) -> int:
     """A worker module's main: read the job, run the handler, write its result."""
     job, result = sys.argv[1:] if argv is None else argv

@@ -171,18 +171,11 @@ def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens:
 
 def hf_row(model_dir: Path, inputs: Path, threads: int, decode_tokens: int) -> tuple[dict | None, str | None]:
     """transformers' generate over the same inputs in its own worker: (arrays, None) or (None, error)."""
-    from vlsi_edge.worker import WorkerError, spawn
+    from vlsi_edge.worker import spawn_arrays
 
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.npz"
-        job = {"model_dir": str(model_dir), "inputs": str(inputs), "out": str(out), "threads": threads,
-               "max_new_tokens": decode_tokens, "ignore_eos": True}
-        try:
-            spawn("vlsi_edge.benchmarks.hf_baseline", job, threads=threads or None)
-        except WorkerError as e:
-            return None, str(e)
-        with np.load(out) as data:
-            return {k: data[k] for k in data.files}, None
+    job = {"model_dir": str(model_dir), "inputs": str(inputs), "threads": threads, "max_new_tokens": decode_tokens,
+           "ignore_eos": True}
+    return spawn_arrays("vlsi_edge.benchmarks.hf_baseline", job, threads=threads or None)
 
 
 def peer_rows(model: str, work: Path, threads: int, decode_tokens: int, bandwidth: float | None) -> dict:

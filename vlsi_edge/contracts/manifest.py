@@ -104,6 +104,12 @@ def file_entry(root: Path, path: Path) -> FileEntry:
     return {"path": path.relative_to(root).as_posix(), "sha256": sha256(path), "bytes": path.stat().st_size}
 
 
+def fixed_prompt_tokens(prompt: dict) -> int:
+    """Tokens of the manifest's prompt around the question: segments plus the image's embeddings."""
+    return (len(prompt["before_image"]) + prompt["image_tokens"] + len(prompt["after_image"])
+            + len(prompt["after_question"]))
+
+
 def write_manifest(export_dir: str | Path, manifest: Manifest) -> Path:
     """Write `manifest` as export_dir/manifest.json (atomically); the one writer. It must hold what
     `load_manifest` requires, so nothing is written that the readers would refuse."""

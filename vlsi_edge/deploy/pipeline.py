@@ -18,7 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from vlsi_edge.config import ConfigError
-from vlsi_edge.contracts.manifest import FORMAT_VERSION, file_entry, write_manifest
+from vlsi_edge.contracts.manifest import FORMAT_VERSION, file_entry, fixed_prompt_tokens, write_manifest
 from vlsi_edge.contracts.run_dir import RunDir
 from vlsi_edge.data import ShapesConfig, ShapesVQA, VQASample
 from vlsi_edge.data.shapes import shapes_config
@@ -130,7 +130,7 @@ RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 
 def check_context(prompt: dict, target: TargetConfig) -> None:
     """Refuse a KV cache too short for the prompt around the question plus an answer of validation's length."""
-    fixed = len(prompt["before_image"]) + prompt["image_tokens"] + len(prompt["after_image"]) + len(prompt["after_question"])
+    fixed = fixed_prompt_tokens(prompt)
     need = fixed + target.validation.max_new_tokens
     if target.max_context_len < need:
         raise ConfigError(f"max_context_len: {target.max_context_len} is shorter than the prompt around the question "

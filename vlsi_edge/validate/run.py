@@ -12,7 +12,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from vlsi_edge.contracts.manifest import load_manifest
@@ -22,7 +21,7 @@ from vlsi_edge.families.inputs import write_inputs
 from vlsi_edge.families.sources import family_of
 from vlsi_edge.validate.inputs import Reference, validation_items
 from vlsi_edge.validate.report import gate, metrics, write_report
-from vlsi_edge.worker import WorkerError, spawn
+from vlsi_edge.worker import spawn_arrays
 
 log = logging.getLogger(__name__)
 FLOAT_ROW = "float (PyTorch eager)"
@@ -31,16 +30,9 @@ FLOAT_ROW = "float (PyTorch eager)"
 def run_program(export_dir: Path, artifact: str, inputs: Path, threads: int, max_new_tokens: int,
                 ignore_eos: bool = False) -> tuple[dict | None, str | None]:
     """(the program's arrays, None), or (None, the error's last lines) when its worker failed."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.npz"
-        job = {"export_dir": str(export_dir), "artifact": artifact, "inputs": str(inputs), "out": str(out),
-               "threads": threads, "max_new_tokens": max_new_tokens, "ignore_eos": ignore_eos}
-        try:
-            spawn("vlsi_edge.runtime.worker", job, threads=threads or None)
-        except WorkerError as e:
-            return None, str(e)
-        with np.load(out) as data:
-            return {k: data[k] for k in data.files}, None
+    job = {"export_dir": str(export_dir), "artifact": artifact, "inputs": str(inputs), "threads": threads,
+           "max_new_tokens": max_new_tokens, "ignore_eos": ignore_eos}
+    return spawn_arrays("vlsi_edge.runtime.worker", job, threads=threads or None)
 
 
 def decode_answers(tokenizer, run: dict) -> list[str]:
