@@ -3,12 +3,12 @@
 Every import counts, top-level and inside functions. Each top-level part of `vlsi_edge` sits in a layer
 and may import only its own layer or lower ones:
 
-    0  atomic config memory logs schedule worker   plumbing (the standard library, torch at most)
-    1  data                                  ShapesVQA, conversation files, scoring
-    2  families                              everything model-specific, the split into programs
-    3  recipes contracts evaluate            the run config, run directory + manifest, the float evaluator
-    4  distill deploy runtime validate       stages: hand files to each other through the contracts only
-    5  train export bench benchmarks app zoo the CLIs and tools that compose stages
+    0  atomic config errors memory logs schedule worker   plumbing (the standard library, torch at most)
+    1  data                                               ShapesVQA, conversation files, scoring
+    2  families                                           everything model-specific, the split into programs
+    3  recipes contracts evaluate                         the run config, run directory + manifest, the float evaluator
+    4  distill deploy runtime validate                    stages: hand files to each other through the contracts only
+    5  train export bench benchmarks app zoo              the CLIs and tools that compose stages
 
 A stage reaches another stage's process by module name (`vlsi_edge.worker.spawn`), never by import.
 """
@@ -22,7 +22,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vlsi_edge"
 LAYERS = [
-    {"atomic", "config", "memory", "logs", "schedule", "worker"},
+    {"atomic", "config", "errors", "memory", "logs", "schedule", "worker"},
     {"data"},
     {"families"},
     {"recipes", "contracts", "evaluate"},

@@ -175,7 +175,7 @@ def test_loader_missing_file_and_corrupt_image(images: Path):
         load_conversations(path)
     # Without the load-time check the same file fails, just as clearly, on access.
     lazy = load_conversations(path, verify_images=False)
-    with pytest.raises(DatasetError, match=r"rec7/0.*cannot read image.*broken\.png"):
+    with pytest.raises(DatasetError, match=r"rec7/0.*broken\.png: not an image PIL can read"):
         lazy[0]
     path = images / "lines.jsonl"
     path.write_text('{"image": "imgs/a.png", "question": "q", "answer": "a"}\n{oops\n')

@@ -296,8 +296,9 @@ def test_the_run_seed_picks_its_own_training_examples():
     assert not set(uids[0]) & set(uids[1])
     streams = {name: {s.uid for s in TrainData(unlimited, 8).batch(name, 0)} for name in ("labelled", "unlabelled", "verbalizer")}
     assert not streams["labelled"] & streams["unlabelled"] and not streams["unlabelled"] & streams["verbalizer"]
-    with pytest.raises(ValueError, match="seed 32: use 0..31"):
-        TrainData(DataConfig(), 8, order_seed=32)
+    with pytest.raises(ValueError, match="seed 32: use 0..31 with an unlimited stream"):
+        TrainData(unlimited, 8, order_seed=32)
+    assert TrainData(DataConfig(), 8, order_seed=32).batch("labelled", 0)  # finite pools: any seed
 
 
 def test_finite_pools_are_served_in_seeded_epochs():

@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from vlsi_edge.contracts.manifest import fixed_prompt_tokens, load_manifest
+from vlsi_edge.errors import InputError, boundary, whole_number
 
 CORE = Path(__file__).resolve().parents[1] / "android_demo" / "core"
 
 
-class AppError(RuntimeError):
+class AppError(InputError, RuntimeError):
     """An unusable model directory or image; the message names the file."""
 
 
@@ -79,8 +80,7 @@ def prepare_jvm(export_dir: Path, image: Path, question: str, artifact: str | No
 
 def prepare_python(export_dir: Path, image: Path, question: str, artifact: str | None) -> Prepared:
     """Step 1 in Python: the exporter's manifest check and the model's own processor."""
-    from PIL import Image, UnidentifiedImageError
-
+    from vlsi_edge.data.images import open_rgb
     from vlsi_edge.deploy.app_golden import app_inputs
     from vlsi_edge.contracts.manifest import ArtifactError, verified_artifact
     from vlsi_edge.families.sources import family_of
@@ -98,12 +98,7 @@ def prepare_python(export_dir: Path, image: Path, question: str, artifact: str |
         raise AppError(str(e)) from None
     if not question.strip():
         raise AppError("type a question about the image first")
-    try:
-        picture = Image.open(image).convert("RGB")
-    except Image.DecompressionBombError as e:
-        raise AppError(f"{image}: too many pixels to be a photo ({e}); resize it first") from None
-    except (OSError, UnidentifiedImageError) as e:
-        raise AppError(f"{image}: not an image PIL can read ({e})") from None
+    picture = open_rgb(image)  # ImageError (an InputError) names the file
     family = family_of(export_dir)
     processor = family.load_processor(export_dir)
     pixels = family.process(processor, [picture], [family.prompt(question)])["pixel_values"].numpy()
@@ -168,12 +163,7 @@ def generate(prepared: Prepared, max_new_tokens: int, on_text=None) -> dict:
             "decode_tokens_per_s": (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")}
 
 
-def _positive(text: str) -> int:
-    if not text.strip().lstrip("+").isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return int(text)
-
-
+@boundary
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vlsi_edge.app", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -181,19 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", type=Path, required=True, help="a PNG or JPEG")
     parser.add_argument("--question", required=True)
     parser.add_argument("--artifact", help="e.g. executorch-8da8w (default: the smallest the app can run)")
-    parser.add_argument("--max-new-tokens", type=_positive, default=64, help="answer length cap (>= 1)")
+    parser.add_argument("--max-new-tokens", type=whole_number(1), default=64, help="answer length cap (>= 1)")
     parser.add_argument("--python-preprocess", action="store_true", help="skip the JVM module (step 1 in Python)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (no streaming)")
     args = parser.parse_args(argv)
 
     use_jvm = jvm_available() and not args.python_preprocess
-    try:
-        prepare = prepare_jvm if use_jvm else prepare_python
-        prepared = prepare(args.export_dir, args.image, args.question, args.artifact)
-        check_fits(args.export_dir, prepared, args.question)
-    except AppError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    prepare = prepare_jvm if use_jvm else prepare_python
+    prepared = prepare(args.export_dir, args.image, args.question, args.artifact)
+    check_fits(args.export_dir, prepared, args.question)
     if not args.json:
         print(f"{prepared.artifact} ({prepared.program.name}); inputs prepared by {prepared.preprocessed_by}",
               file=sys.stderr)

@@ -11,8 +11,20 @@ from pathlib import Path
 from typing import Any
 
 
+from vlsi_edge.errors import InputError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def check_writable_dir(path: str | Path, what: str) -> None:
+    """Refuse, before any work, a folder that cannot be created or written (`what` names the option)."""
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists())  # "." and "/" always do
+    if not existing.is_dir():
+        raise InputError(f"{what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{what} {path}: {existing} is not writable")
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from vlsi_edge import atomic, logs
-from vlsi_edge.worker import WorkerError
+from vlsi_edge.errors import boundary, whole_number
 
 
 def parse_args(argv):
@@ -28,7 +28,7 @@ def parse_args(argv):
     logs.add_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     distill = sub.add_parser("distill", help="the distillation table on the toy pair")
-    distill.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    distill.add_argument("--seeds", type=whole_number(0), nargs="+", default=[0, 1, 2, 3, 4])
     distill.add_argument("--rows", nargs="+", help="only these rows (default: all); names as in the table")
     distill.add_argument("--runs-dir", type=Path, default=Path("runs/bench-distill"),
                          help="one run directory per (row, seed); finished runs are reused")
@@ -37,9 +37,9 @@ def parse_args(argv):
     runtime = sub.add_parser("runtime", help="eager vs ExecuTorch vs onnxruntime (vs llama.cpp), same inputs")
     runtime.add_argument("--models", nargs="+", default=["toy", "smolvlm-256m", "smolvlm-500m"],
                          help="toy (the shipped student) and/or real-size random architectures")
-    runtime.add_argument("--threads", type=int, default=os.cpu_count(), help="runtime threads (default: all cores)")
-    runtime.add_argument("--items", type=int, default=5, help="ShapesVQA items per program (after one warm-up)")
-    runtime.add_argument("--decode-tokens", type=int, default=32, help="tokens decoded per item (EOS ignored)")
+    runtime.add_argument("--threads", type=whole_number(1), default=os.cpu_count(), help="runtime threads (default: all cores)")
+    runtime.add_argument("--items", type=whole_number(1), default=5, help="ShapesVQA items per program (after one warm-up)")
+    runtime.add_argument("--decode-tokens", type=whole_number(1), default=32, help="tokens decoded per item (EOS ignored)")
     runtime.add_argument("--work", type=Path, default=Path("runs/bench-runtime"),
                          help="models and exports are built here once and reused")
     runtime.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -47,29 +47,33 @@ def parse_args(argv):
     probe = sub.add_parser("probe", help="verbalizer probe: first-answer-token accuracy of every decoder layer")
     probe.add_argument("--model", default="zoo:teacher", help="zoo:<name>, a local checkpoint or tiny:<layers>")
     probe.add_argument("--family", help="model family (default: from the checkpoint's config.json)")
-    probe.add_argument("--steps", type=int, default=300, help="verbalizer training steps (batch 32)")
-    probe.add_argument("--items", type=int, default=500, help="ShapesVQA val items scored")
-    probe.add_argument("--seed", type=int, default=0)
+    probe.add_argument("--steps", type=whole_number(1), default=300, help="verbalizer training steps (batch 32)")
+    probe.add_argument("--items", type=whole_number(1), default=500, help="ShapesVQA val items scored")
+    probe.add_argument("--seed", type=whole_number(0), default=0)
     cost = sub.add_parser("train-cost", help="one interaction / final-KD / SFT step on the toy pair")
-    cost.add_argument("--steps", type=int, default=20)
-    cost.add_argument("--warmup", type=int, default=3)
+    cost.add_argument("--steps", type=whole_number(1), default=20)
+    cost.add_argument("--warmup", type=whole_number(0), default=3)
     cost.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return parser.parse_args(argv)
 
 
+@boundary
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     logs.setup(args.verbose)
     command = shlex.join(["python", "-m", "vlsi_edge.bench", *argv])
+    atomic.check_writable_dir(args.out, "--out")  # before an hour of measuring, not after
     if args.command == "distill":
         from vlsi_edge.benchmarks.distill import markdown, run
 
+        atomic.check_writable_dir(args.runs_dir, "--runs-dir")
         result = run(args.out, args.runs_dir, args.seeds, args.overrides, command, args.rows)
         print(markdown(result, command))
     elif args.command == "runtime":
         from vlsi_edge.benchmarks import runtime
 
+        atomic.check_writable_dir(args.work, "--work")
         result = runtime.run(args.out, args.work, args.models, args.threads, args.items, args.decode_tokens, command,
                              args.overrides)
         print(runtime.markdown(result))
@@ -80,21 +84,12 @@ def main(argv: list[str] | None = None) -> int:
                            items=args.items, seed=args.seed)
         print(probe.markdown(result, command))
     elif args.command == "train-cost":
-        return train_cost(args, command)
-    return 0
+        from vlsi_edge.benchmarks import training_cost
 
-
-def train_cost(args, command: str) -> int:
-    from vlsi_edge.benchmarks import training_cost
-
-    try:
         result = training_cost.run(args.steps, args.warmup, args.overrides, command)
-    except WorkerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    atomic.write_json(args.out / "train_cost.json", result)
-    atomic.write_text(args.out / "train_cost.md", training_cost.markdown(result))
-    print(training_cost.markdown(result))
+        atomic.write_json(args.out / "train_cost.json", result)
+        atomic.write_text(args.out / "train_cost.md", training_cost.markdown(result))
+        print(training_cost.markdown(result))
     return 0
 
 

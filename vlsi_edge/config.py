@@ -26,10 +26,12 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from vlsi_edge.errors import InputError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A recipe or override that does not fit the config schema."""
 
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlsi_edge import atomic, logs
-from vlsi_edge.config import ConfigError, describe
+from vlsi_edge.config import describe
 from vlsi_edge.contracts.manifest import MANIFEST, write_manifest
+from vlsi_edge.errors import boundary
 from vlsi_edge.deploy.targets import TargetConfig, known_targets, load_target
 
 
@@ -99,35 +100,20 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+@boundary
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     logs.setup(args.verbose)
-    try:
-        target = load_target(args.target, args.overrides)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    target = load_target(args.target, args.overrides)
     from vlsi_edge.deploy.pipeline import resolve_source
 
-    try:
-        source = resolve_source(args.run, args.model, args.runs_dir)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    source = resolve_source(args.run, args.model, args.runs_dir)
     out = args.out or Path("exports") / f"{source.name}-{target.name}"
     command = shlex.join(["python", "-m", "vlsi_edge.export", *argv])
-    try:
-        check_destination(out, args.overwrite)
-    except FileExistsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        result = export_target(source, target, out, validate=not args.no_validate, command=command,
-                               overwrite=args.overwrite)
-    except ConfigError as e:  # found once the model is known (e.g. the prompt does not fit max_context_len)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    check_destination(out, args.overwrite)  # before minutes of lowering
+    result = export_target(source, target, out, validate=not args.no_validate, command=command,
+                           overwrite=args.overwrite)
     print(f"exported {len(result.manifest['artifacts'])} artifacts to {out} in {result.seconds:.0f} s")
     if result.report is not None:
         print((out / "report.md").read_text())

@@ -34,6 +34,10 @@ class ModelConfig:
 class DataConfig:
     dataset: str = option("shapes", "'shapes' (built-in ShapesVQA) or a LLaVA-style JSON / JSONL file")
     image_root: str | None = option(None, "folder that image paths in the dataset are relative to")
+    image_sandbox: bool = option(
+        False, "refuse dataset images outside image_root (absolute paths, '..', links leading out): for files "
+        "you did not write; off: they are read as written and the loader logs how many there are"
+    )
     eval_dataset: str | None = option(None, "with a dataset file: a conversation file scored by exact match")
     seed: int = option(0, "ShapesVQA seed (scenes, questions, splits)")
     image_size: int = option(96, "ShapesVQA rendered image size in pixels")
@@ -168,6 +172,9 @@ class TrainConfig:
                 raise ConfigError(f"train.{name}: {getattr(self, name)} must be >= 0")
 
 
+UNLIMITED_SEEDS = 32  # run seeds with their own slice of an unlimited ShapesVQA stream (distill.data.TrainData)
+
+
 @dataclass
 class RunConfig:
     model: ModelConfig = option(ModelConfig(), "teacher / student models")
@@ -179,4 +186,8 @@ class RunConfig:
     def __post_init__(self):
         if not 0 <= self.seed < 2**31:  # seed + 1 seeds the student: every generator must take it
             raise ConfigError(f"seed: {self.seed} must be in [0, 2^31)")
+        d = self.data
+        if d.dataset == "shapes" and 0 in (d.labelled, d.unlabelled) and self.seed >= UNLIMITED_SEEDS:
+            raise ConfigError(f"seed: {self.seed} must be < {UNLIMITED_SEEDS} with an unlimited ShapesVQA stream "
+                              "(data.labelled=0 or data.unlabelled=0): each seed reads its own slice of the stream")
 

@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 from vlsi_edge import logs
-from vlsi_edge.config import ConfigError, describe, load_config
+from vlsi_edge.config import describe, load_config
 from vlsi_edge.contracts.run_dir import RunDir
-from vlsi_edge.distill.checkpoint import CheckpointError
 from vlsi_edge.distill.parallel import Parallel
 from vlsi_edge.distill.report import write_report
+from vlsi_edge.errors import boundary
 from vlsi_edge.recipes import RunConfig
 
 
@@ -41,51 +41,41 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+@boundary
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup(args.verbose)
     # Heavy imports (torch, transformers) after argument parsing, so --help is instant.
-    from vlsi_edge.data import DatasetError
     from vlsi_edge.distill.session import check_inputs
     from vlsi_edge.distill.trainer import TrainingDiverged, cache_teacher, train
-    from vlsi_edge.families import VocabularyMismatch
 
     if args.cache_teacher is not None:
-        try:
-            config = load_config(RunConfig, args.recipe, args.overrides)
-            accuracy = cache_teacher(config, args.cache_teacher)
-        except (ConfigError, VocabularyMismatch, DatasetError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        config = load_config(RunConfig, args.recipe, args.overrides)
+        accuracy = cache_teacher(config, args.cache_teacher)
         print(f"teacher cache written to {args.cache_teacher} (teacher accuracy: "
               + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in accuracy.items()) + ")")
         return 0
-    try:
-        if args.resume is not None:
-            saved = args.resume / "config.yaml"
-            config = load_config(RunConfig, args.recipe or (saved if saved.is_file() else None), args.overrides)
-            run = RunDir.resume(args.resume, config)
-        else:
-            config = load_config(RunConfig, args.recipe, args.overrides)
-            check_inputs(config)  # before anything loads or is created
-            par = Parallel.from_env()
-            name = par.broadcast_object(args.name or _default_name(config))  # every rank: rank 0's name
-            run = RunDir.create(args.runs_dir, name, config) if par.is_main else RunDir(args.runs_dir / name)
-            par.barrier()
-    except (ConfigError, FileExistsError, FileNotFoundError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.resume is not None:
+        saved = args.resume / "config.yaml"
+        config = load_config(RunConfig, args.recipe or (saved if saved.is_file() else None), args.overrides)
+        run = RunDir.resume(args.resume, config)
+    else:
+        config = load_config(RunConfig, args.recipe, args.overrides)
+        check_inputs(config)  # before anything loads or is created
+        par = Parallel.from_env()
+        name = par.broadcast_object(args.name or _default_name(config))  # every rank: rank 0's name
+        run = RunDir.create(args.runs_dir, name, config) if par.is_main else RunDir(args.runs_dir / name)
+        par.barrier()
 
     try:
         progress, session = train(config, run, resume=args.resume is not None)
-    except (ConfigError, VocabularyMismatch, DatasetError, FileNotFoundError, CheckpointError) as e:
-        if args.resume is None and Parallel.from_env().is_main:
-            run.discard_if_unstarted()  # a run that never started leaves no directory behind
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except TrainingDiverged as e:
         print(f"error: {e} (run directory: {run.path})", file=sys.stderr)
         return 1
+    except BaseException:
+        if args.resume is None and Parallel.from_env().is_main:
+            run.discard_if_unstarted()  # a run that never started leaves no directory behind
+        raise
     if session.par.is_main:
         report = write_report(run, progress, session)
         print((run.path / "report.md").read_text())

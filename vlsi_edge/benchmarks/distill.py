@@ -32,7 +32,10 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from vlsi_edge import atomic  # noqa: E402
+from vlsi_edge.config import ConfigError, load_config  # noqa: E402
 from vlsi_edge.contracts.run_dir import SECOND_STAGES, StageName  # noqa: E402
+from vlsi_edge.errors import BAD_INPUT, InputError  # noqa: E402
+from vlsi_edge.recipes import RunConfig  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,21 @@ def run_name(row: str, seed: int) -> str:
     return f"{slug}-seed{seed}"
 
 
+def overrides_of(row: str, seed: int, extra: list[str]) -> list[str]:
+    return [*BUDGET, *{**ROWS, **EXTRA_ROWS}[row], f"seed={seed}", *extra]
+
+
+def check(seeds: list[int], extra: list[str], rows: list[str]) -> None:
+    """Every run's config resolves, before the first of them trains for minutes (ConfigError otherwise)."""
+    known = {**ROWS, **EXTRA_ROWS}
+    unknown = [row for row in rows if row not in known]
+    if unknown:
+        raise ConfigError(f"--rows: unknown {unknown}; known: {', '.join(known)}")
+    for seed in seeds:
+        for row in rows:
+            load_config(RunConfig, None, overrides_of(row, seed, extra))
+
+
 def train_run(runs_dir: Path, row: str, seed: int, extra: list[str]) -> dict:
     """The run's report.json, training it first unless a finished run is already there."""
     run = runs_dir / run_name(row, seed)
@@ -86,11 +104,13 @@ def train_run(runs_dir: Path, row: str, seed: int, extra: list[str]) -> dict:
     if run.exists():  # an interrupted run: continue it
         cmd = [sys.executable, "-m", "vlsi_edge.train", "--resume", str(run)]
     else:
-        overrides = [*BUDGET, *{**ROWS, **EXTRA_ROWS}[row], f"seed={seed}", *extra]
+        overrides = overrides_of(row, seed, extra)
         cmd = [sys.executable, "-m", "vlsi_edge.train", "--runs-dir", str(runs_dir), "--name", run.name,
                *[arg for o in overrides for arg in ("--set", o)]]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode == BAD_INPUT:
+        raise InputError(f"{' '.join(cmd)}: {(proc.stderr.strip().splitlines() or ['(no message)'])[-1].removeprefix('error: ')}")
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     log.info("%s seed %d: %.0f s", row, seed, time.perf_counter() - start)
@@ -120,11 +140,8 @@ def paired(a: list[float], b: list[float]) -> dict:
 
 
 def table(runs_dir: Path, seeds: list[int], extra: list[str], rows: list[str] | None = None) -> dict:
-    known = {**ROWS, **EXTRA_ROWS}
-    unknown = set(rows or ()) - set(known)
-    if unknown:
-        raise ValueError(f"unknown rows {sorted(unknown)}; known: {', '.join(known)}")
     rows = list(rows or ROWS)
+    check(seeds, extra, rows)
     # Seed-major: every row of seed 0, then of seed 1, ... so an interrupted table already pairs all rows.
     runs = {(seed, row): train_run(runs_dir, row, seed, extra) for seed in seeds for row in rows}
     reports = {row: [runs[seed, row] for seed in seeds] for row in rows}

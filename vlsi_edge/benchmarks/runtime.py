@@ -27,6 +27,7 @@ from vlsi_edge import atomic  # noqa: E402
 from vlsi_edge.benchmarks import llamacpp  # noqa: E402
 from vlsi_edge.benchmarks.architectures import ARCHITECTURES, OFFICIAL_SMOLVLM_256M_ONNX_MB  # noqa: E402
 from vlsi_edge.benchmarks.bandwidth import memory_bandwidth  # noqa: E402
+from vlsi_edge.config import ConfigError  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -193,9 +194,21 @@ def peer_rows(model: str, work: Path, threads: int, decode_tokens: int, bandwidt
     return rows
 
 
+def check(models: list[str], threads: int, overrides: list[str]) -> None:
+    """Known models and a valid target, before minutes of measuring bandwidth and exporting."""
+    from vlsi_edge.deploy.targets import load_target
+
+    known = ["toy", *ARCHITECTURES]
+    unknown = [m for m in models if m not in known]
+    if unknown:
+        raise ConfigError(f"--models: unknown {unknown}; known: {', '.join(known)}")
+    load_target("x86_64", [*BENCH_TARGET, f"threads={threads}", *overrides])
+
+
 def run(out: Path, work: Path, models: list[str], threads: int, items: int, decode_tokens: int, command: str,
         overrides: list[str] = ()) -> dict:
     """Benchmark `models`; write runtime.json / .md / .png into out. `overrides` adjust the export target."""
+    check(models, threads, list(overrides))
     start = time.perf_counter()
     # The roofline uses the copy bandwidth at the runtimes' own thread count.
     # 2 GB arrays: far beyond the last-level cache (480 MiB of L3 on this machine's CPU).

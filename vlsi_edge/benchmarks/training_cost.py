@@ -48,6 +48,7 @@ def step_cost(objective: str, steps: int, warmup: int, overrides: list[str]) -> 
 
 def run(steps: int, warmup: int, overrides: list[str], command: str) -> dict:
     """Every objective, each in its own worker process (its own peak memory)."""
+    load_config(RunConfig, None, overrides)  # a bad --set is the user's, not a worker crash
     job = {"steps": steps, "warmup": warmup, "overrides": overrides}
     rows = {objective: spawn("vlsi_edge.benchmarks.training_cost", {**job, "objective": objective})
             for objective in OBJECTIVES}

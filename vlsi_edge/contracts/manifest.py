@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import TypedDict
 
+from vlsi_edge.errors import InputError
+
 # 2: the prompt segments as text too (num_bos, *_text), for the Android app. The Android app's reader
 # (android_demo/core Manifest.FORMAT_VERSION) must say the same: tests/test_contracts.py checks it.
 FORMAT_VERSION = 2
@@ -88,7 +90,7 @@ REQUIRED = {
 }
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(InputError, RuntimeError):
     """A missing, corrupt or tampered export file."""
 
 

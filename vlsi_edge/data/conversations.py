@@ -21,7 +21,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from vlsi_edge.data.images import MAX_PIXELS, ImageError, open_rgb
 from vlsi_edge.data.sample import VQASample
+from vlsi_edge.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ _ASSISTANT_ROLES = ("gpt", "assistant")
 _IMAGE_TOKEN = re.compile(r"\s*<image>\s*")
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError, ValueError):
     """A user dataset is malformed; the message names the file, the record and the key or image."""
 
 
@@ -71,10 +73,9 @@ class ConversationDataset:
 
 def _open_rgb(path: Path, where: str) -> Image.Image:
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DatasetError(f"{where}: cannot read image {str(path)!r}: {error}") from error
+        return open_rgb(path)
+    except ImageError as error:
+        raise DatasetError(f"{where}: {error}") from None
 
 
 def _read_records(path: Path) -> list:
@@ -132,7 +133,7 @@ def _conversation_turns(turns: object, where: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _resolve_image(record: dict, root: Path, where: str, verify: bool) -> Path:
+def _resolve_image(record: dict, root: Path, where: str, verify: bool, sandbox: bool) -> Path:
     if "image" not in record:
         raise DatasetError(f"{where}: missing key 'image'")
     if not isinstance(record["image"], str) or not record["image"]:
@@ -140,14 +141,21 @@ def _resolve_image(record: dict, root: Path, where: str, verify: bool) -> Path:
     image_path = Path(record["image"]).expanduser()
     if not image_path.is_absolute():
         image_path = root / image_path
+    if sandbox and not image_path.resolve().is_relative_to(root.resolve()):  # '..', absolute, a link leading out
+        raise DatasetError(f"{where}: image {record['image']!r} lies outside the image root {str(root)!r} "
+                           "(data.image_sandbox is on); move it inside or turn the sandbox off")
     if not image_path.is_file():
         raise DatasetError(f"{where}: image file not found: {str(image_path)!r} (key 'image')")
     if verify:
         try:
             with Image.open(image_path) as image:
+                pixels = image.size[0] * image.size[1]
                 image.verify()
         except Exception as error:  # PIL raises many types for a broken file
             raise DatasetError(f"{where}: image {str(image_path)!r} is unreadable or corrupt: {error}") from error
+        if pixels > MAX_PIXELS:
+            raise DatasetError(f"{where}: image {str(image_path)!r} has {pixels / 1e6:.0f} megapixels, over the "
+                               f"{MAX_PIXELS / 1e6:.0f} the loader accepts; resize it")
     return image_path
 
 
@@ -155,10 +163,14 @@ def load_conversations(
     path: str | Path,
     image_root: str | Path | None = None,
     verify_images: bool = True,
+    sandbox: bool = False,
 ) -> ConversationDataset:
     """Load a LLaVA-style conversation file or a plain question/answer record file.
 
-    Image paths are relative to `image_root` (default: the folder of `path`) unless absolute.
+    Image paths are relative to `image_root` (default: the folder of `path`); absolute paths and
+    paths with '..' are followed as written (LLaVA files often point into a shared image store), and
+    the loader logs how many images lie outside the root. `sandbox=True` refuses them instead, and
+    any path that a symbolic link leads out of the root: for dataset files you did not write.
     `verify_images=False` skips opening every image at load time (only existence is checked) —
     faster for very large datasets, at the cost of finding a corrupt file only when it is read.
     Raises `DatasetError` naming the file, record and key for any problem.
@@ -174,7 +186,7 @@ def load_conversations(
         where = f"{path}: record {index} (id {record_id!r})"
         if "conversations" in record:
             pairs = _conversation_turns(record["conversations"], where)
-            image_path = _resolve_image(record, root, where, verify_images)
+            image_path = _resolve_image(record, root, where, verify_images, sandbox)
             family = str(record.get("family", "conversation"))
             for turn, (question, answer) in enumerate(pairs):
                 entries.append(
@@ -184,7 +196,7 @@ def load_conversations(
             for key in ("question", "answer"):
                 if not isinstance(record.get(key), str):
                     raise DatasetError(f"{where}: missing or non-string key {key!r}")
-            image_path = _resolve_image(record, root, where, verify_images)
+            image_path = _resolve_image(record, root, where, verify_images, sandbox)
             entries.append(
                 _Entry(
                     image_path,
@@ -200,4 +212,8 @@ def load_conversations(
                 f"{where}: missing key 'conversations' (LLaVA format) or 'question'/'answer' (plain records)"
             )
     logger.info("loaded %d samples from %d records of %s", len(entries), len(records), path)
+    outside = sorted({str(e.image_path) for e in entries if not e.image_path.resolve().is_relative_to(root.resolve())})
+    if outside:
+        logger.warning("%s: %d images lie outside the image root %s (absolute paths or '..'), e.g. %s; they are read "
+                       "as written (data.image_sandbox=true refuses them)", path, len(outside), root, outside[0])
     return ConversationDataset(entries, path)

@@ -52,7 +52,10 @@ def resolve_source(run: Path | None, model: str | None, runs_dir: Path = Path("r
         path = model_dir(model)
         family_of(path)  # a clear error for anything that is not a supported model directory
         card = path / "card.json"
-        data = ShapesConfig(**json.loads(card.read_text())["data"]) if card.is_file() else ShapesConfig()
+        try:
+            data = ShapesConfig(**json.loads(card.read_text(encoding="utf-8"))["data"]) if card.is_file() else ShapesConfig()
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"{card}: not a zoo card with a 'data' section ({type(e).__name__}: {e})") from None
         return Source(path, model.removeprefix("zoo:") if model.startswith("zoo:") else path.name, data)
     if run is None:
         latest = runs_dir / "latest"

@@ -21,9 +21,10 @@ import torch
 from vlsi_edge import atomic
 from vlsi_edge.contracts.manifest import sha256
 from vlsi_edge.contracts.run_dir import RunDir
+from vlsi_edge.errors import InputError
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError, ValueError):
     """A checkpoint that cannot be resumed from: truncated, foreign, from another run, or not data."""
 
 

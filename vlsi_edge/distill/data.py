@@ -24,7 +24,8 @@ from pathlib import Path
 
 from vlsi_edge.data import DatasetError, ShapesVQA, VQASample, load_conversations
 from vlsi_edge.data.shapes import shapes_config
-from vlsi_edge.recipes import DataConfig
+from vlsi_edge.config import ConfigError
+from vlsi_edge.recipes import UNLIMITED_SEEDS, DataConfig
 
 STREAMS = ("labelled", "unlabelled", "verbalizer")
 _POOL = {"labelled": "labelled", "unlabelled": "unlabelled", "verbalizer": "unlabelled"}
@@ -42,20 +43,20 @@ class TrainData:
 
     # Items per (unlimited stream, run seed): the run's seed picks its own slice of the stream, so runs
     # with different seeds see different examples in a different order, and the splits stay fixed.
-    SLICE = 2**24
+    SLICE = 2**29 // UNLIMITED_SEEDS  # 2^24: the verbalizer stream's 2^29 indices shared by the seeds
 
     def __init__(self, data: DataConfig, batch_size: int, grad_accum: int = 1, rank: int = 0, world: int = 1,
                  order_seed: int = 0):
         self.batch_size, self.grad_accum, self.rank, self.world = batch_size, grad_accum, rank, world
         self.seed, self.order_seed = data.seed, order_seed
-        if not 0 <= order_seed < 2**29 // self.SLICE:
-            raise ValueError(f"seed {order_seed}: use 0..{2**29 // self.SLICE - 1}")
         if data.dataset == "shapes":
             self.dataset: Sequence[VQASample] = ShapesVQA("train", size=2**31 - 1, config=shapes_config(data))
             self.pool_size = {"labelled": data.labelled, "unlabelled": data.unlabelled}
+            if 0 in self.pool_size.values() and not 0 <= order_seed < UNLIMITED_SEEDS:
+                raise ConfigError(f"seed {order_seed}: use 0..{UNLIMITED_SEEDS - 1} with an unlimited stream")
         else:
             path = Path(data.dataset)
-            self.dataset = load_conversations(path, image_root=data.image_root)
+            self.dataset = load_conversations(path, image_root=data.image_root, sandbox=data.image_sandbox)
             if len(self.dataset) == 0:
                 raise DatasetError(f"{path}: the dataset is empty")
             self.pool_size = None

@@ -213,7 +213,8 @@ def check_inputs(config: RunConfig) -> None:
     for key in ("dataset", "eval_dataset"):
         value = getattr(d, key)
         if value and value != "shapes":
-            load_conversations(value, image_root=d.image_root, verify_images=False)  # DatasetError names the record
+            load_conversations(value, image_root=d.image_root, verify_images=False,
+                               sandbox=d.image_sandbox)  # DatasetError names the record
 
 
 def build_session(config: RunConfig, par: Parallel, cache_root: Path | None = None) -> Session:
@@ -325,7 +326,8 @@ def evaluate_model(s: Session, model: PreTrainedModel, processor: Any) -> dict:
         if d.dataset == "shapes":
             result = evaluate_splits(model, s.models.family, processor, shapes_config(d), d.eval_size)
         elif d.eval_dataset:
-            samples = list(load_conversations(d.eval_dataset, image_root=d.image_root))[: d.eval_size]
+            samples = load_conversations(d.eval_dataset, image_root=d.image_root, sandbox=d.image_sandbox)
+            samples = list(samples)[: d.eval_size]
             result = {"eval": evaluate(model, s.models.family, processor, samples)}
     s.par.barrier()
     return s.par.broadcast_object(result)
@@ -360,7 +362,7 @@ def validation_items(s: Session) -> list:
         val = ShapesVQA("val", config=shapes_config(d))
         return [val[i] for i in range(len(val) if d.eval_size is None else min(d.eval_size, len(val)))]
     if d.eval_dataset:
-        return list(load_conversations(d.eval_dataset, image_root=d.image_root))[: d.eval_size]
+        return list(load_conversations(d.eval_dataset, image_root=d.image_root, sandbox=d.image_sandbox))[: d.eval_size]
     raise ConfigError("train.early_stopping needs validation data: ShapesVQA or data.eval_dataset")
 
 

@@ -1,5 +1,6 @@
 """Family adapters: everything model-specific, behind one small interface (`Family`)."""
 
+from vlsi_edge.config import ConfigError
 from vlsi_edge.families.base import IGNORE_INDEX, Family, TinySpec, chat_messages
 from vlsi_edge.families.idefics3 import Idefics3Family
 from vlsi_edge.families.qwen2_vl import Qwen2VLFamily
@@ -17,7 +18,7 @@ FAMILIES: dict[str, Family] = {
 
 def get_family(name: str) -> Family:
     if name not in FAMILIES:
-        raise ValueError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
+        raise ConfigError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
     return FAMILIES[name]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from transformers import BitsAndBytesConfig, PreTrainedModel
 
+from vlsi_edge.config import ConfigError
 from vlsi_edge.families.base import Family, TinySpec
 from vlsi_edge.families.tokenizer import family_tokenizer
 
@@ -64,7 +65,7 @@ def quantization_config(mode: str) -> BitsAndBytesConfig | None:
         return BitsAndBytesConfig(load_in_8bit=True)
     if mode == "4bit":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
-    raise ValueError(f"quantization {mode!r}: allowed 'none', '8bit', '4bit'")
+    raise ConfigError(f"quantization {mode!r}: allowed 'none', '8bit', '4bit'")
 
 
 def load_source(
@@ -77,7 +78,7 @@ def load_source(
     if source.startswith("tiny:"):
         layers_text = source.removeprefix("tiny:")
         if not layers_text.isdigit() or int(layers_text) < 1:
-            raise ValueError(f"model source {source!r}: expected tiny:<layers> with layers >= 1, e.g. tiny:4")
+            raise ConfigError(f"model source {source!r}: expected tiny:<layers> with layers >= 1, e.g. tiny:4")
         tokenizer = family_tokenizer(family)
         spec = replace(TINY_WIDTH, text_layers=int(layers_text))
         processor = family.build_processor(tokenizer, spec)
@@ -114,11 +115,12 @@ def family_of(model_dir: str | Path) -> Family:
     if not config.is_file():
         raise FileNotFoundError(f"{config}: no such file; expected a transformers model directory (save_pretrained)")
     try:
-        model_type = json.loads(config.read_text()).get("model_type")
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{config}: not valid JSON ({e})") from None
+        saved = json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{config}: not valid JSON ({e})") from None
+    model_type = saved.get("model_type") if isinstance(saved, dict) else None
     for family in FAMILIES.values():
         if family.model_class.config_class.model_type == model_type:
             return family
     known = ", ".join(f.model_class.config_class.model_type for f in FAMILIES.values())
-    raise ValueError(f"{config}: model_type {model_type!r} is not a supported family; supported: {known}")
+    raise ConfigError(f"{config}: model_type {model_type!r} is not a supported family; supported: {known}")

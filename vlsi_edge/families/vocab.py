@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from vlsi_edge.errors import InputError
 
-class VocabularyMismatch(ValueError):
+
+class VocabularyMismatch(InputError, ValueError):
     """Teacher and student tokenizers disagree on token ids."""
 
 

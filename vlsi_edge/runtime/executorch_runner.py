@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlsi_edge.contracts.manifest import verified_artifact
+from vlsi_edge.contracts.manifest import ArtifactError, verified_artifact
 from vlsi_edge.runtime.loop import Generation, greedy
 
 
@@ -27,7 +27,7 @@ class ExecuTorchVLM:
                 program.load_method(name) for name in ("vision_encoder", "token_embedding", "text_decoder")
             )
         except (RuntimeError, ValueError) as e:
-            raise RuntimeError(f"{pte}: ExecuTorch cannot load it ({e}): a truncated or corrupt file, or an "
+            raise ArtifactError(f"{pte}: ExecuTorch cannot load it ({e}): a truncated or corrupt file, or an "
                                "operator this runtime lacks; re-export it") from None
         self.vision_shape = tuple(self.vision.metadata.input_tensor_meta(0).sizes())
         self.max_context_len = int(program.load_method("get_max_context_len").execute([])[0])

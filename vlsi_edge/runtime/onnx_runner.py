@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from vlsi_edge.contracts.manifest import verified_artifact
+from vlsi_edge.contracts.manifest import ArtifactError, verified_artifact
 from vlsi_edge.runtime.loop import Generation, greedy
 
 
@@ -80,5 +80,5 @@ def _session(path: str | Path, options: ort.SessionOptions) -> ort.InferenceSess
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf / NoSuchFile types
-        raise RuntimeError(f"{path}: onnxruntime cannot load it ({type(e).__name__}: {e}); "
+        raise ArtifactError(f"{path}: onnxruntime cannot load it ({type(e).__name__}: {e}); "
                            "truncated or corrupt? re-export it") from None

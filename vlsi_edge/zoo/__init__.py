@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
+from vlsi_edge.config import ConfigError
 from vlsi_edge.families import Family, get_family
 from vlsi_edge.families.sources import ZOO_DIR, zoo_path
 
@@ -38,8 +39,12 @@ class ZooPair:
 
 def load_model(name: str, dtype: torch.dtype = torch.float32) -> ZooModel:
     path = zoo_path(name)
-    card = json.loads((path / "card.json").read_text())
-    family = get_family(card["family"])
+    try:
+        card = json.loads((path / "card.json").read_text(encoding="utf-8"))
+        family = get_family(card["family"])
+    except (ValueError, KeyError, TypeError) as e:  # ConfigError (an unknown family) is a ValueError too
+        raise ConfigError(f"{path / 'card.json'}: not a zoo card with a known 'family' ({type(e).__name__}: {e}); "
+                          "rebuild with `python -m vlsi_edge.zoo build`") from None
     model = family.load(path, dtype=dtype).eval()
     return ZooModel(name, model, family.load_processor(path), family, card, path)
 

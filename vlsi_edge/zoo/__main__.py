@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vlsi_edge import logs
+from vlsi_edge import atomic, logs
 from vlsi_edge.data import ShapesConfig
-from vlsi_edge.zoo import load_model
+from vlsi_edge.zoo import ZOO_DIR, load_model
+from vlsi_edge.errors import boundary
 from vlsi_edge.evaluate import evaluate_splits
 from vlsi_edge.zoo.build import RECIPES, annotate, build_zoo
 
 TOLERANCE = 0.01  # a re-evaluation may differ from the card by at most 1 point
 
 
+@boundary
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vlsi_edge.zoo", description=__doc__)
     logs.add_flag(parser)
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     names = tuple(args.only or RECIPES)
     if args.command == "build":
+        atomic.check_writable_dir(ZOO_DIR, "the zoo")
         for name, card in build_zoo(names).items():
             print(f"{name}: {card['parameters']:,} parameters, {card['wall_time_s']} s, {_accuracies(card['accuracy'])}")
         return 0

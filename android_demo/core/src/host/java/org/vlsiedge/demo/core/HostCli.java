@@ -67,7 +67,10 @@ public final class HostCli {
     write(new File(out, "app.json"), json.getBytes(StandardCharsets.UTF_8));
   }
 
-  /** 8-bit RGB from a PNG / JPEG file; gray images are replicated to RGB as PIL's convert("RGB") does. */
+  /**
+   * 8-bit RGB from a PNG / JPEG file, as vlsi_edge.data.images reads it: gray replicated to RGB, 16-bit gray
+   * scaled to 8 bits, transparency composited onto white. (EXIF orientation is not applied here.)
+   */
   public static ImagePreprocessor.RgbImage readRgb(File file) throws IOException {
     if (!file.isFile()) {
       throw new IOException(file + ": no such image file");
@@ -83,11 +86,14 @@ public final class HostCli {
     }
     int w = image.getWidth();
     int h = image.getHeight();
-    if (image.getType() == BufferedImage.TYPE_BYTE_GRAY) { // getRGB would convert through a linear gray space
+    boolean gray = image.getType() == BufferedImage.TYPE_BYTE_GRAY || image.getType() == BufferedImage.TYPE_USHORT_GRAY;
+    if (gray) { // getRGB would convert through a linear gray space
+      boolean sixteen = image.getType() == BufferedImage.TYPE_USHORT_GRAY;
       byte[] rgb = new byte[w * h * 3];
-      int[] gray = image.getRaster().getPixels(0, 0, w, h, (int[]) null);
+      int[] values = image.getRaster().getPixels(0, 0, w, h, (int[]) null);
       for (int i = 0; i < w * h; i++) {
-        rgb[i * 3] = rgb[i * 3 + 1] = rgb[i * 3 + 2] = (byte) gray[i];
+        int v = sixteen ? (int) Math.round(values[i] / 257.0) : values[i];
+        rgb[i * 3] = rgb[i * 3 + 1] = rgb[i * 3 + 2] = (byte) v;
       }
       return new ImagePreprocessor.RgbImage(w, h, rgb);
     }

@@ -40,15 +40,25 @@ public final class ImagePreprocessor {
       this.rgb = rgb;
     }
 
-    /** From packed ARGB ints (Android's Bitmap.getPixels, Java's BufferedImage.getRGB); alpha is dropped, as PIL's convert("RGB") does. */
+    /**
+     * From packed, unpremultiplied ARGB ints (Android's Bitmap.getPixels, Java's BufferedImage.getRGB).
+     * Transparent pixels are composited onto white, as the processors' convert_to_rgb does.
+     */
     public static RgbImage fromArgb(int width, int height, int[] argb) {
       byte[] rgb = new byte[width * height * 3];
       for (int i = 0; i < width * height; i++) {
-        rgb[i * 3] = (byte) (argb[i] >> 16);
-        rgb[i * 3 + 1] = (byte) (argb[i] >> 8);
-        rgb[i * 3 + 2] = (byte) argb[i];
+        int alpha = argb[i] >>> 24;
+        rgb[i * 3] = (byte) onWhite((argb[i] >> 16) & 0xff, alpha);
+        rgb[i * 3 + 1] = (byte) onWhite((argb[i] >> 8) & 0xff, alpha);
+        rgb[i * 3 + 2] = (byte) onWhite(argb[i] & 0xff, alpha);
       }
       return new RgbImage(width, height, rgb);
+    }
+
+    /** One channel over opaque white, in PIL's alpha_composite integer arithmetic (equal for all 65,536 inputs). */
+    static int onWhite(int channel, int alpha) {
+      int scaled = (channel * alpha + 255 * (255 - alpha)) * 128 + (0x80 << 7);
+      return (((scaled >> 8) + scaled) >> 8) >> 7;
     }
   }
 

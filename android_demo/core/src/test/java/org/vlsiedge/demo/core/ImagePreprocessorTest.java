@@ -47,8 +47,12 @@ public class ImagePreprocessorTest {
   }
 
   @Test
-  public void argbDropsAlpha() {
-    ImagePreprocessor.RgbImage image = ImagePreprocessor.RgbImage.fromArgb(1, 1, new int[] {0x80FF4010});
-    assertArrayEquals(new byte[] {(byte) 0xFF, 0x40, 0x10}, image.rgb);
+  public void argbCompositesTransparencyOntoWhiteAsPilDoes() {
+    // PIL: alpha_composite(white, (255, 64, 16, 128)) -> (255, 159, 135); alpha 0 -> white; opaque -> itself
+    ImagePreprocessor.RgbImage image =
+        ImagePreprocessor.RgbImage.fromArgb(3, 1, new int[] {0x80FF4010, 0x000A141E, 0xFFFF4010});
+    assertArrayEquals(
+        new byte[] {(byte) 255, (byte) 159, (byte) 135, (byte) 255, (byte) 255, (byte) 255, (byte) 0xFF, 0x40, 0x10},
+        image.rgb);
   }
 }
