@@ -80,6 +80,14 @@ def replace_dir(staging: str | Path, target: str | Path) -> None:
         shutil.rmtree(old)
 
 
+def recover_dir(target: str | Path) -> None:
+    """Finish what a `replace_dir` killed between its two renames left: put the old directory back."""
+    target = Path(target)
+    old = target.with_name(f".{target.name}.old")
+    if not target.exists() and old.is_dir():
+        os.replace(old, target)
+
+
 @contextlib.contextmanager
 def staged_dir(target: str | Path):
     """A fresh directory beside `target` to write into; moved to `target` (`replace_dir`) when the block

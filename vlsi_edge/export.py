@@ -54,8 +54,12 @@ def check_destination(out_dir: Path, overwrite: bool) -> None:
             raise FileExistsError(f"{out_dir}: not an export directory (no {MANIFEST}); refusing to replace it even "
                                   "with --overwrite; choose another --out")
     for parent in out_dir.resolve().parents:
-        if (parent / MANIFEST).is_file() or (parent / "config.yaml").is_file() and (parent / "checkpoints").is_dir():
+        if (parent / MANIFEST).is_file() or _is_run(parent):
             raise FileExistsError(f"{out_dir}: inside {parent}, an export or a training run; choose another --out")
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "config.yaml").is_file() and any((path / p).exists() for p in ("checkpoints", "student", "progress.json"))
 
 
 def export_target(source, target: TargetConfig, out_dir: Path, validate: bool = True, command: str = "",

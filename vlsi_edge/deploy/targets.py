@@ -114,7 +114,7 @@ def known_targets() -> list[str]:
 def load_target(target: str, overrides: list[str] | tuple[str, ...] = ()) -> TargetConfig:
     """A shipped profile by name (export/<name>.yaml) or a YAML path, with --set overrides."""
     path = Path(target)
-    if path.suffix not in (".yaml", ".yml"):
+    if path.suffix not in (".yaml", ".yml") and not path.is_file():
         path = TARGETS_DIR / f"{target}.yaml"
         if not path.is_file():
             raise ConfigError(f"unknown target {target!r}; known targets: {', '.join(known_targets())} "

@@ -29,6 +29,7 @@ class CheckpointError(InputError, ValueError):
 
 
 def exists(run: RunDir) -> bool:
+    atomic.recover_dir(run.checkpoint)  # a kill between save()'s two renames leaves only the previous one aside
     return (run.checkpoint / "progress.json").is_file()
 
 

@@ -18,6 +18,8 @@ from PIL import Image
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from vlsi_edge.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label value that cross-entropy skips (prompt, image and pad tokens)
@@ -70,6 +72,15 @@ class Family:
         raise NotImplementedError
 
     def load_processor(self, path: str | Path) -> Any:
+        """The saved processor (tokenizer + image processor) of a model directory, or a ConfigError naming it."""
+        try:
+            return self.read_processor(path)
+        except Exception as e:  # noqa: BLE001 - tokenizers, json and transformers each raise their own
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise ConfigError(f"{path}: cannot load the processor ({type(e).__name__}: {first}); is it a complete "
+                              "save_pretrained directory (tokenizer.json, processor_config.json)?") from None
+
+    def read_processor(self, path: str | Path) -> Any:
         from transformers import AutoProcessor
 
         return AutoProcessor.from_pretrained(path)
@@ -182,10 +193,15 @@ class Family:
         path = Path(source)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path}: not a model directory (no config.json)")
-        model, info = self.model_class.from_pretrained(path, dtype=dtype, output_loading_info=True, **kwargs)
+        try:
+            model, info = self.model_class.from_pretrained(path, dtype=dtype, output_loading_info=True, **kwargs)
+        except Exception as e:  # noqa: BLE001 - safetensors, json, torch and transformers each raise their own
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise ConfigError(f"{path}: cannot load the weights ({type(e).__name__}: {first}); is it a complete "
+                              "save_pretrained directory?") from None
         missing = [k for k in info.get("missing_keys", []) if "lm_head" not in k or not _tied(model)]
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: checkpoint is missing {len(missing)} weights (e.g. {missing[:3]}); it was probably "
                 "saved by another transformers version or another family"
             )

@@ -104,7 +104,7 @@ class Qwen2VLFamily(ChatMLFamily):
         )
         return ImageTextProcessor(image_processor, tokenizer)
 
-    def load_processor(self, path):
+    def read_processor(self, path):
         return ImageTextProcessor.from_pretrained(path)
 
     def process(self, processor, images, texts):

@@ -74,7 +74,8 @@ def load_source(
     """(model, processor, resolved path or description) for a model source string."""
     if source.startswith("zoo:"):
         path = zoo_path(source.removeprefix("zoo:"))
-        return _load_path(family, path, dtype, quantization), family.load_processor(path), str(path)
+        processor = family.load_processor(path)
+        return _load_path(family, path, dtype, quantization), processor, str(path)
     if source.startswith("tiny:"):
         layers_text = source.removeprefix("tiny:")
         if not layers_text.isdigit() or int(layers_text) < 1:
@@ -98,7 +99,8 @@ def load_source(
             f"model source {source!r}: not a directory; use a local checkpoint path, zoo:<name> or tiny:<layers> "
             "(nothing is downloaded)"
         )
-    return _load_path(family, path, dtype, quantization), family.load_processor(path), str(path)
+    processor = family.load_processor(path)  # first: seconds, where the weights may take minutes
+    return _load_path(family, path, dtype, quantization), processor, str(path)
 
 
 def _load_path(family: Family, path: Path, dtype: str, quantization: str) -> PreTrainedModel:
