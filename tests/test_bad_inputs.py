@@ -132,6 +132,9 @@ ARG_CASES = [
     (["--recipe", "a_file"], "a_file: expected a mapping"),
     (["--resume", "a_file"], "a_file"),
     (["--resume", "nowhere"], "nowhere"),
+    (["--cache-teacher", "runs"], "--cache-teacher runs: a folder with other files in it, not a teacher cache"),
+    (["--cache-teacher", "a_file/cache"], "--cache-teacher a_file/cache: a_file is a file, not a folder"),
+    (["--cache-teacher", "new", "--set", "model.teacher=/nonexistent"], "model.teacher: '/nonexistent'"),
 ]
 
 

@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     from vlsi_edge.distill.trainer import TrainingDiverged, cache_teacher, train
 
     if args.cache_teacher is not None:
+        from vlsi_edge.distill.teacher_cache import check_destination
+
         config = load_config(RunConfig, args.recipe, args.overrides)
+        check_inputs(config)
+        check_destination(args.cache_teacher)
         accuracy = cache_teacher(config, args.cache_teacher)
         print(f"teacher cache written to {args.cache_teacher} (teacher accuracy: "
               + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in accuracy.items()) + ")")

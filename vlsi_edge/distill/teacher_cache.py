@@ -87,6 +87,14 @@ class TeacherCache:
         return tops[:-1], tops[-1], shard["targets"]
 
 
+def check_destination(out: Path) -> None:
+    """--cache-teacher DIR: a new or empty folder, or a teacher cache to finish; never someone else's files."""
+    atomic.check_writable_dir(out, "--cache-teacher")
+    if out.is_dir() and any(out.iterdir()) and not ((out / "meta.json").is_file() or (out / "verbalize").is_dir()):
+        raise ConfigError(f"--cache-teacher {out}: a folder with other files in it, not a teacher cache; choose a new "
+                          "or empty folder")
+
+
 def write_cache(session, out: Path, k: int, teacher_eval: dict) -> None:
     """Precompute every step-2 micro-batch of this rank (see the module docstring)."""
     from vlsi_edge.distill.steps import answer_states
