@@ -469,3 +469,24 @@ def test_train_names_a_damaged_student_directory_and_leaves_no_run(world, damage
     shutil.copytree(zoo_path("student"), student)
     damage(student)
     refused(world, main, ["--runs-dir", "runs", "--set", f"model.student={student}"], message)
+
+
+def test_a_student_tokenizer_with_fewer_merges_is_refused_before_any_weights_load(world):
+    """The student directory has no weights at all: the refusal must come from the preflight."""
+    import json
+    import shutil
+
+    from vlsi_edge.families.sources import zoo_path
+
+    student = world / "student"
+    shutil.copytree(zoo_path("student"), student)
+    (student / "model.safetensors").unlink()
+    # The zoo's BPE without its last 40 merges: every remaining token keeps its id, words split differently.
+    saved = json.loads((student / "tokenizer.json").read_text())
+    model = saved["model"]
+    dropped = {"".join(pair) for pair in model["merges"][-40:]}
+    model["merges"] = model["merges"][:-40]
+    model["vocab"] = {token: i for token, i in model["vocab"].items() if token not in dropped}
+    (student / "tokenizer.json").write_text(json.dumps(saved))
+    refused(world, main, ["--runs-dir", "runs", "--set", f"model.student={student}"],
+            "teacher and student tokenize")

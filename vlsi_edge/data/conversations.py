@@ -67,6 +67,11 @@ class ConversationDataset:
             uid=entry.uid,
         )
 
+    def words(self, index: int) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+        """(question, answer, history) of sample `index`, without opening its image."""
+        e = self._entries[index]
+        return e.question, e.answer, e.history
+
     def __repr__(self) -> str:
         return f"ConversationDataset({str(self.source)!r}, {len(self)} samples)"
 

@@ -28,7 +28,7 @@ from transformers import PreTrainedModel
 
 from vlsi_edge.config import ConfigError
 from vlsi_edge.contracts.run_dir import SECOND_STAGES, StageName
-from vlsi_edge.data import load_conversations
+from vlsi_edge.data import ShapesVQA, load_conversations
 from vlsi_edge.data.shapes import shapes_config
 from vlsi_edge.distill.data import TrainData, teacher_answered
 from vlsi_edge.distill.pseudo_labels import PseudoLabels
@@ -184,10 +184,12 @@ def resolve_targets(config: RunConfig, family: Family, n_t: int, n_s: int) -> tu
 
 def check_inputs(config: RunConfig) -> None:
     """What can be checked before any weights load or anything is created: the model sources exist and are
-    of `model.family`, and the dataset files read. Raises ConfigError / DatasetError naming the key."""
+    of `model.family`, their processors load and their tokenizers agree on the training text, and the
+    dataset files read. Raises ConfigError / DatasetError / VocabularyMismatch naming the key."""
     m, d = config.model, config.data
     family = get_family(m.family)
     sources = [("student", m.student)] + ([] if config.distill.teacher_cache else [("teacher", m.teacher)])
+    tokenizers = {}
     for role, source in sources:
         if source.startswith("tiny:"):
             layers = source.removeprefix("tiny:")
@@ -208,13 +210,26 @@ def check_inputs(config: RunConfig) -> None:
         if found.name != family.name:
             raise ConfigError(f"model.{role}: {path} is a {found.name} checkpoint but model.family is {family.name}; "
                               f"set model.family={found.name} (teacher and student must be one family)")
+        try:
+            tokenizers[role] = family.tokenizer(family.load_processor(path))  # seconds, where weights take minutes
+        except ConfigError as e:
+            raise ConfigError(f"model.{role}: {e}") from None
     if d.image_root is not None and not Path(d.image_root).is_dir():
         raise ConfigError(f"data.image_root: {d.image_root} is not a directory")
+    datasets = {}
     for key in ("dataset", "eval_dataset"):
         value = getattr(d, key)
         if value and value != "shapes":
-            load_conversations(value, image_root=d.image_root, verify_images=False,
-                               sandbox=d.image_sandbox)  # DatasetError names the record
+            datasets[key] = load_conversations(value, image_root=d.image_root, verify_images=False,
+                                               sandbox=d.image_sandbox)  # DatasetError names the record
+    if len(tokenizers) == 2:
+        if "dataset" in datasets:
+            first = [datasets["dataset"].words(i) for i in range(min(len(datasets["dataset"]), 64))]
+        else:
+            train = ShapesVQA("train", size=64, config=shapes_config(d))
+            first = [(x.question, x.answer, x.history) for x in map(train.__getitem__, range(64))]
+        texts = [family.prompt(question, history) + family.answer_text(answer) for question, answer, history in first]
+        check_vocab_compatible(tokenizers["teacher"], tokenizers["student"], texts=texts)
 
 
 def build_session(config: RunConfig, par: Parallel, cache_root: Path | None = None) -> Session:
