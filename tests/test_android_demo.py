@@ -159,7 +159,8 @@ def test_host_flow_refuses_a_pixel_bomb_and_a_question_that_leaves_no_room(expor
 
 
 def test_jvm_reads_every_image_mode_into_the_python_loaders_pixels(exported, tmp_path):
-    """Gray, 16-bit gray, palette with a transparent colour, gray + alpha, RGBA: JVM == vlsi_edge.data.images."""
+    """Gray (also with a transparent colour), 16-bit gray, palette with a transparent colour, gray + alpha, RGBA:
+    JVM == vlsi_edge.data.images, bit for bit."""
     _need_jvm()
     from PIL import Image
 
@@ -168,17 +169,17 @@ def test_jvm_reads_every_image_mode_into_the_python_loaders_pixels(exported, tmp
     rgb = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
     alpha = rng.integers(0, 256, (40, 56), dtype=np.uint8)
     palette = Image.fromarray(rgb).quantize(16)
-    palette.info["transparency"] = 3
     images = {
         "L": Image.fromarray(rgb[..., 0]),
+        "L+tRNS": Image.fromarray(rgb[..., 0]),
         "I;16": Image.fromarray(rgb[..., 0].astype(np.uint16) * 251),
         "P": palette,
         "LA": Image.fromarray(np.dstack([rgb[..., 0], alpha]), "LA"),
         "RGBA": Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
     }
     for mode, image in images.items():
-        path = tmp_path / f"{mode.replace(';', '')}.png"
-        image.save(path, **({"transparency": 3} if mode == "P" else {}))
+        path = tmp_path / f"{mode.replace(';', '').replace('+', '')}.png"
+        image.save(path, **({"transparency": 3} if mode in ("P", "L+tRNS") else {}))
         jvm = app.prepare_jvm(result.out_dir, path, "what is red?", None).pixels
         python = app.prepare_python(result.out_dir, path, "what is red?", None).pixels
         np.testing.assert_array_equal(jvm, python, err_msg=mode)

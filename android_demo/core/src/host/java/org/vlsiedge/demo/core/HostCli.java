@@ -3,7 +3,9 @@ package org.vlsiedge.demo.core;
 import com.google.gson.GsonBuilder;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
+import java.awt.color.ColorSpace;
 import java.awt.image.BufferedImage;
+import java.awt.image.Raster;
 import java.io.File;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -86,18 +88,32 @@ public final class HostCli {
     }
     int w = image.getWidth();
     int h = image.getHeight();
-    boolean gray = image.getType() == BufferedImage.TYPE_BYTE_GRAY || image.getType() == BufferedImage.TYPE_USHORT_GRAY;
-    if (gray) { // getRGB would convert through a linear gray space
-      boolean sixteen = image.getType() == BufferedImage.TYPE_USHORT_GRAY;
-      byte[] rgb = new byte[w * h * 3];
-      int[] values = image.getRaster().getPixels(0, 0, w, h, (int[]) null);
-      for (int i = 0; i < w * h; i++) {
-        int v = sixteen ? (int) Math.round(values[i] / 257.0) : values[i];
-        rgb[i * 3] = rgb[i * 3 + 1] = rgb[i * 3 + 2] = (byte) v;
-      }
-      return new ImagePreprocessor.RgbImage(w, h, rgb);
+    if (image.getColorModel().getColorSpace().getType() == ColorSpace.TYPE_GRAY) {
+      return readGray(image.getRaster()); // getRGB would convert through a linear gray space
     }
     return ImagePreprocessor.RgbImage.fromArgb(w, h, image.getRGB(0, 0, w, h, null, 0, w));
+  }
+
+  /** Gray (8 or 16 bit), with or without alpha, from the raw samples: 16 bits scaled to 8, alpha onto white. */
+  private static ImagePreprocessor.RgbImage readGray(Raster raster) {
+    int w = raster.getWidth();
+    int h = raster.getHeight();
+    boolean alpha = raster.getNumBands() > 1;
+    boolean sixteen = raster.getSampleModel().getSampleSize(0) == 16;
+    byte[] rgb = new byte[w * h * 3];
+    for (int y = 0; y < h; y++) {
+      for (int x = 0; x < w; x++) {
+        int gray = raster.getSample(x, y, 0);
+        int a = alpha ? raster.getSample(x, y, 1) : (sixteen ? 65535 : 255);
+        if (sixteen) {
+          gray = (int) Math.round(gray / 257.0);
+          a = (int) Math.round(a / 257.0);
+        }
+        int i = (y * w + x) * 3;
+        rgb[i] = rgb[i + 1] = rgb[i + 2] = (byte) ImagePreprocessor.RgbImage.onWhite(gray, a);
+      }
+    }
+    return new ImagePreprocessor.RgbImage(w, h, rgb);
   }
 
   private static void write(File file, byte[] data) throws IOException {
