@@ -72,9 +72,10 @@ def node_modules() -> None:
         subprocess.run(npm_ci, cwd=JS_DIR, check=True, timeout=600)
 
 
-def run_transformers_js(model_dir: Path, items: Path, dtype: str) -> list[dict]:
-    """tests/js/generate.mjs: transformers.js' greedy answers for the items, from model_dir's files only."""
-    command = [NODE, "generate.mjs", str(model_dir), str(items), dtype]
+def run_transformers_js(model_dir: Path, items: Path, dtype: str | None) -> list[dict]:
+    """tests/js/generate.mjs: transformers.js' greedy answers for the items, from model_dir's files only
+    (dtype None: whatever the library picks by default)."""
+    command = [NODE, "generate.mjs", str(model_dir), str(items), *([dtype] if dtype else [])]
     proc = subprocess.run(command, cwd=JS_DIR, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

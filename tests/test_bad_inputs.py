@@ -67,7 +67,8 @@ def world(tmp_path, monkeypatch):
     (tmp_path / "binary.bin").write_bytes(bytes(range(256)) * 4)
     (tmp_path / "a_file").write_text("not a folder")
     (tmp_path / "empty.json").write_text("[]")
-    for name, text in (("garbage_model", "{"), ("list_model", "[1]"), ("alien_model", '{"model_type": "gpt2"}')):
+    for name, text in (("garbage_model", "{"), ("list_model", "[1]"), ("alien_model", '{"model_type": "gpt2"}'),
+                       ("onevision_model", '{"model_type": "llava_onevision"}')):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text(text)
     data = tmp_path / "data"
@@ -266,6 +267,7 @@ EXPORT_CASES = [
     (["--model", "garbage_model"], "garbage_model/config.json: not valid JSON"),
     (["--model", "list_model"], "model_type None is not a supported family"),
     (["--model", "alien_model"], "model_type 'gpt2' is not a supported family; supported: idefics3"),
+    (["--model", "onevision_model"], "LLaVA-OneVision checkpoints are not the `llava` family"),
     (["--model", "zoo:giant"], "no zoo model 'giant'"),
     (["--model", "zoo:student", "--out", "a_file/x"], "a_file is a file, not a folder; choose another --out"),
     (["--model", "zoo:student", "--out", "."], ".: already exists; pass --overwrite"),

@@ -1,4 +1,5 @@
-"""The three-part split of the default family, and its ExecuTorch program in the stock runner.
+"""The three-part split of the default family, and its ONNX graphs (the stock ExecuTorch runner on the
+exported programs: test_runtime_snippets.py).
 
 Parity is checked on real ShapesVQA images and questions with the shipped student (random-input
 parity tests have missed real divergence in other projects).
@@ -10,7 +11,6 @@ import pytest
 import torch
 
 from vlsi_edge.data import ShapesConfig, ShapesVQA
-from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
 from vlsi_edge.families.parts import split_model
 from vlsi_edge.runtime.eager import generate
 from vlsi_edge.evaluate import generate_answers
@@ -44,29 +44,6 @@ def test_parts_reproduce_the_eager_model(student):
             full = zoo.model(input_ids=input_ids, pixel_values=pixels.unsqueeze(1)).logits[0, -1]
         torch.testing.assert_close(first_logits, full, atol=1e-5, rtol=1e-5)
         assert tokenizer.decode(ids, skip_special_tokens=True).strip() == expected
-
-
-def test_stock_executorch_runner_runs_our_pte(student, tmp_path):
-    """ExecuTorch's own MultimodalRunner (what Android's LlmModule wraps) answers like our eager runner."""
-    from executorch.extension.llm.runner import GenerationConfig, MultimodalRunner, make_image_input, make_token_input
-
-    zoo, samples, reference = student
-    family, tokenizer = zoo.family, zoo.family.tokenizer(zoo.processor)
-    parts = split_model(zoo.model, family, zoo.card["spec"]["image_size"], max_cache_len=128)
-    pte = tmp_path / "student.pte"
-    size = export_executorch(parts, runner_metadata(parts, tokenizer, family.eos_token), pte)
-    assert size == pte.stat().st_size > 0
-    tokenizer.save_pretrained(tmp_path)
-    runner = MultimodalRunner(str(pte), str(tmp_path / "tokenizer.json"))
-    image_id = zoo.model.config.image_token_id
-    for sample, expected in zip(samples[:10], reference):
-        input_ids, pixels = _prompt(zoo, sample)
-        ids = input_ids[0].tolist()
-        first, last = ids.index(image_id), len(ids) - 1 - ids[::-1].index(image_id)
-        inputs = [make_token_input(ids[:first]), make_image_input(pixels[0].contiguous()), make_token_input(ids[last + 1:])]
-        runner.reset()
-        text = runner.generate_text(inputs, GenerationConfig(echo=False, temperature=0.0, max_new_tokens=40))
-        assert text.replace(family.eos_token, "").strip() == expected
 
 
 def test_onnx_graphs_answer_like_the_eager_model(student, tmp_path):

@@ -175,3 +175,25 @@ def test_vocab_check_sees_fewer_merges_through_the_texts():
     with pytest.raises(VocabularyMismatch, match="tokenize .* differently"):
         check_vocab_compatible(teacher, student, texts=texts)
     assert check_vocab_compatible(teacher, teacher, texts=texts) == len(teacher)
+
+
+def test_llava_resize_rule_is_what_its_processor_does():
+    """The manifest's `image.resize` for LLaVA comes from the checkpoint's image processor: SigLIP's (the tiny
+    config, LLaVA-OneVision) stretches any image to size x size; CLIP's (LLaVA-1.5) crops the centre."""
+    import numpy as np
+    from PIL import Image
+    from transformers import CLIPImageProcessor
+
+    family = get_family("llava")
+    processor = family.build_processor(tiny_tokenizer("llava"), TINY)
+    assert family.image_resize_rule(processor) == "stretch_to_square"
+    ip = processor.image_processor
+    size = ip.size["height"]
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (112, 150, 3), dtype=np.uint8))
+    ours = ip(picture, return_tensors="np")["pixel_values"][0]
+    stretched = np.asarray(picture.resize((size, size), ip.resample), np.float32) * ip.rescale_factor
+    expected = ((stretched - ip.image_mean) / ip.image_std).transpose(2, 0, 1)
+    np.testing.assert_allclose(ours, expected, atol=2e-2)  # the processor's own resize: the same filter, float math
+
+    processor.image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size=size)
+    assert family.image_resize_rule(processor) == "shortest_edge_then_center_crop"

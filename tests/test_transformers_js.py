@@ -89,7 +89,7 @@ def test_transformers_js_int8_answers_like_onnxruntime(node_modules, exported):
 def test_hf_files_of_every_family(tiny, shapes_samples, tmp_path):
     """The written files reload into the family's processor, which then builds the same inputs."""
     family, _, processor, model = tiny
-    written = write_hf_files(model, family, processor, tmp_path)
+    written = write_hf_files(model, family, processor, tmp_path, max_new_tokens=33)
     names = {p.name for p in written}
     configs = ("config.json", "generation_config.json", "preprocessor_config.json", "tokenizer_config.json")
     assert {*configs, "tokenizer.json"} <= names
@@ -99,7 +99,8 @@ def test_hf_files_of_every_family(tiny, shapes_samples, tmp_path):
     reloaded = family.load_processor(tmp_path)
     tokenizer = family.tokenizer(reloaded)
     eos = tokenizer.convert_tokens_to_ids(family.eos_token)
-    assert json.loads((tmp_path / "generation_config.json").read_text())["eos_token_id"] == eos
+    generation = json.loads((tmp_path / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == eos and generation["max_new_tokens"] == 33  # clients that set no length
     config = json.loads((tmp_path / "config.json").read_text())
     image_id = config.get("image_token_id", config.get("image_token_index"))
     assert image_id == tokenizer.convert_tokens_to_ids(family.image_token)

@@ -45,7 +45,7 @@ class Image(TypedDict):
     size: int
     channels: str
     layout: str
-    resize: str  # Family.resize_rule
+    resize: str  # Family.image_resize_rule
     resample: str | None
     rescale_factor: float
     mean: list[float]

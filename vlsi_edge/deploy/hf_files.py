@@ -1,7 +1,9 @@
 """The files beside onnx/ that a Hugging Face client needs to run an export (transformers.js, transformers).
 
     config.json                  model config (image_token_id, text_config with the decoder's sizes)
-    generation_config.json       stop token = the family's end-of-turn token
+    generation_config.json       stop token = the family's end-of-turn token; max_new_tokens (the target's), so a
+                                 client that sets no length gets whole answers (the library default, max_length 20,
+                                 is shorter than the prompt)
     preprocessor_config.json     the image processor, plus the processor class that wraps it
     processor_config.json        processor settings (Idefics3: top-level image_seq_len)
     tokenizer.json               the byte-level BPE with its special tokens
@@ -27,7 +29,8 @@ from vlsi_edge.atomic import write_json
 from vlsi_edge.families import Family
 
 
-def write_hf_files(model: PreTrainedModel, family: Family, processor, out_dir: str | Path) -> list[Path]:
+def write_hf_files(model: PreTrainedModel, family: Family, processor, out_dir: str | Path,
+                   max_new_tokens: int = 40) -> list[Path]:
     """Write the configs, processor and tokenizer files into out_dir; returns the paths written.
 
     Everything is saved into a staging directory first and each file is then moved into place
@@ -43,6 +46,7 @@ def write_hf_files(model: PreTrainedModel, family: Family, processor, out_dir: s
         processor.chat_template = tokenizer.chat_template
     generation = copy.deepcopy(model.generation_config)
     generation.eos_token_id = tokenizer.convert_tokens_to_ids(family.eos_token)
+    generation.max_new_tokens = max_new_tokens
 
     with tempfile.TemporaryDirectory(dir=out, prefix=".hf_files.") as tmp:
         staging = Path(tmp)

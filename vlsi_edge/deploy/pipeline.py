@@ -132,13 +132,13 @@ RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 
 
 def check_context(prompt: dict, target: TargetConfig) -> None:
-    """Refuse a KV cache too short for the prompt around the question plus an answer of validation's length."""
+    """Refuse a KV cache too short for the prompt around the question plus an answer of max_new_tokens."""
     fixed = fixed_prompt_tokens(prompt)
-    need = fixed + target.validation.max_new_tokens
+    need = fixed + target.max_new_tokens
     if target.max_context_len < need:
         raise ConfigError(f"max_context_len: {target.max_context_len} is shorter than the prompt around the question "
                           f"({fixed} tokens, {prompt['image_tokens']} of them the image) plus an answer of "
-                          f"validation.max_new_tokens = {target.validation.max_new_tokens}; use >= {need} plus the "
+                          f"max_new_tokens = {target.max_new_tokens}; use >= {need} plus the "
                           "longest question")
 
 
@@ -149,7 +149,7 @@ def image_spec(family: Family, processor, size: int) -> dict:
         "size": size,
         "channels": "RGB",
         "layout": "CHW float32, batch of one",
-        "resize": family.resize_rule,  # the rules are in docs/EXPORT.md and android_demo/core
+        "resize": family.image_resize_rule(processor),  # the rules are in docs/EXPORT.md and android_demo/core
         "resample": RESAMPLE.get(int(resample), str(resample)) if resample is not None else None,
         "rescale_factor": float(getattr(ip, "rescale_factor", 1 / 255)),
         "mean": [float(v) for v in ip.image_mean],
@@ -179,7 +179,7 @@ def export_programs(source: Source, target: TargetConfig, out_dir: Path) -> dict
     prompt = prompt_spec(family, processor, probe)
     check_context(prompt, target)
 
-    write_hf_files(model, family, processor, out_dir)
+    write_hf_files(model, family, processor, out_dir, target.max_new_tokens)
     parts = split_model(model, family, size, max_cache_len=target.max_context_len)
     metadata = runner_metadata(parts, tokenizer, family.eos_token)
     artifacts: dict[str, dict] = {}
@@ -246,10 +246,15 @@ def executorch_artifacts(model, family, size: int, target: TargetConfig, metadat
         progress.update()
 
 
+EIGHT_BIT = {"method": "onnxruntime quantize_dynamic", "activations": "uint8 dynamic", "ops": ["MatMul", "Gather"]}
 ONNX_QUANTIZATION = {
-    "int8": {"method": "onnxruntime quantize_dynamic", "weights": "int8 per-channel", "activations": "int8 dynamic",
-             "ops": ["MatMul", "Gather"]},
+    "q8": {**EIGHT_BIT, "weights": "int8 per-channel (uint8 in a graph with a Conv, transformers.js' q8 rule)"},
+    "int8": {**EIGHT_BIT, "weights": "int8 per-channel"},
+    "uint8": {**EIGHT_BIT, "weights": "uint8 per-channel"},
+    "fp16": {"method": "onnxruntime float16 conversion", "weights": "fp16", "io": "fp32 (keep_io_types)"},
     "int4": {"method": "onnxruntime MatMulNBits", "weights": "int4 symmetric", "ops": ["MatMul", "Gather"]},
+    "q4f16": {"method": "onnxruntime MatMulNBits, then float16 conversion", "weights": "int4 symmetric, fp16 scales",
+              "ops": ["MatMul", "Gather"], "io": "fp32 (keep_io_types)"},
 }
 
 
@@ -268,11 +273,11 @@ def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path
         if scheme != "fp32":
             timings[f"onnx-{scheme}"] = round(time.perf_counter() - t, 1)
         quantization = ONNX_QUANTIZATION.get(scheme)
-        if scheme == "int4":
+        if scheme in ("int4", "q4f16"):
             quantization = {**quantization, "block_size": target.onnx.block_size}
         artifacts[f"onnx-{scheme}"] = {
             "runtime": "onnx", "scheme": scheme, "precision": PRECISION[scheme], "quantization": quantization,
-            "transformers_js_dtype": {"fp32": "fp32", "int8": "int8", "int4": "q4"}[scheme],
+            "transformers_js_dtype": {"int4": "q4"}.get(scheme, scheme),
             "files": {g: file_entry(staging, paths[g]) for g in ONNX_GRAPHS},
         }
         progress.update()

@@ -5,8 +5,10 @@ LLM export uses), applied to the eager parts before `torch.export`; the XNNPACK 
 lowers the int8-dynamic-activation linears, and ExecuTorch's quant-fusion pass turns the quantized
 embedding into its `embedding_byte` / `embedding_4bit` kernels.
 
-ONNX: onnxruntime's post-training tools on the fp32 graphs (`quantize_dynamic` for int8,
-`MatMulNBitsQuantizer` for int4), which is also how the hub's `_int8` / `_q4` SmolVLM files are made.
+ONNX: onnxruntime's post-training tools on the fp32 graphs (`quantize_dynamic` for the 8-bit schemes,
+`MatMulNBitsQuantizer` for int4), which is also how the hub's `_int8` / `_uint8` / `_quantized` / `_q4`
+SmolVLM files are made (transformers.js' scripts/quantize.py). q8 (`_quantized`, transformers.js' WASM
+default) follows that script's rule: uint8 weights for a graph with a Conv, int8 otherwise.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from vlsi_edge.deploy.targets import ExecutorchTarget
 
 log = logging.getLogger(__name__)
 
-ONNX_SUFFIX = {"fp32": "", "int8": "_int8", "int4": "_q4"}  # transformers.js dtype -> file suffix
+ONNX_SUFFIX = {"fp32": "", "fp16": "_fp16", "q8": "_quantized", "int8": "_int8", "uint8": "_uint8", "int4": "_q4",
+               "q4f16": "_q4f16"}  # by scheme; the transformers.js dtype is the scheme's name (int4: q4)
 ONNX_GRAPHS = ("vision_encoder", "embed_tokens", "decoder_model_merged")
 
 
@@ -67,22 +70,40 @@ def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int) -> dict[st
     for graph in ONNX_GRAPHS:
         source = onnx_dir / f"{graph}.onnx"
         out = onnx_dir / f"{graph}{ONNX_SUFFIX[scheme]}.onnx"
-        if scheme == "int8":
+        if scheme in ("q8", "int8", "uint8"):
+            unsigned = scheme == "uint8" or scheme == "q8" and _has_conv(source)
             with tempfile.TemporaryDirectory() as tmp:
                 staged = Path(tmp) / out.name
                 # Linear and embedding weights only: the patch-embedding Conv would become ConvInteger,
                 # which onnxruntime runs for uint8 only, and it is a tiny share of the compute.
-                quantize_dynamic(source, staged, weight_type=QuantType.QInt8, per_channel=True,
-                                 op_types_to_quantize=["MatMul", "Gather"])
+                quantize_dynamic(source, staged, weight_type=QuantType.QUInt8 if unsigned else QuantType.QInt8,
+                                 per_channel=True, op_types_to_quantize=["MatMul", "Gather"])
                 atomic.write_bytes(out, staged.read_bytes())
-        elif scheme == "int4":
+        elif scheme in ("int4", "q4f16"):
             config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True,
                                                   op_types_to_quantize=("MatMul", "Gather"),
                                                   quant_axes=(("MatMul", 0), ("Gather", 1)))
             quantizer = MatMulNBitsQuantizer(onnx.load(source), algo_config=config)
             quantizer.process()
-            atomic.write_bytes(out, quantizer.model.model.SerializeToString())
+            model = quantizer.model.model
+            atomic.write_bytes(out, (_half(model) if scheme == "q4f16" else model).SerializeToString())
+        elif scheme == "fp16":
+            atomic.write_bytes(out, _half(onnx.load(source)).SerializeToString())
         else:
-            raise ValueError(f"ONNX scheme {scheme!r}: allowed 'int8', 'int4' (fp32 is the export itself)")
+            raise ValueError(f"ONNX scheme {scheme!r}: allowed {', '.join(s for s in ONNX_SUFFIX if s != 'fp32')} (fp32 is the export itself)")
         paths[graph] = out
     return paths
+
+
+def _has_conv(path: Path) -> bool:
+    import onnx
+
+    return any(node.op_type == "Conv" for node in onnx.load(path, load_external_data=False).graph.node)
+
+
+def _half(model):
+    """fp16 weights and compute, fp32 inputs and outputs (past keys/values too): what transformers.js'
+    own fp16 / q4f16 conversions make, so its runtime feeds them as it feeds the fp32 graphs."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(model, keep_io_types=True)

@@ -34,8 +34,9 @@ from vlsi_edge.config import ConfigError, load_config, option
 TARGETS_DIR = Path(__file__).resolve().parent / "profiles"
 
 ExecutorchScheme = Literal["fp32", "8da8w", "8da4w"]
-OnnxScheme = Literal["fp32", "int8", "int4"]
-PRECISION = {"fp32": "fp32", "8da8w": "int8", "int8": "int8", "8da4w": "int4", "int4": "int4"}
+OnnxScheme = Literal["fp32", "fp16", "q8", "int8", "uint8", "int4", "q4f16"]  # transformers.js dtype names (int4: q4)
+PRECISION = {"fp32": "fp32", "fp16": "fp16", "8da8w": "int8", "q8": "int8", "int8": "int8", "uint8": "int8", "8da4w": "int4",
+             "int4": "int4", "q4f16": "int4"}  # the weights' precision, which also picks the gate
 
 
 @dataclass
@@ -55,7 +56,11 @@ class ExecutorchTarget:
 
 @dataclass
 class OnnxTarget:
-    schemes: list[OnnxScheme] = option(["fp32", "int8", "int4"], "one set of graphs per scheme (suffix '', _int8, _q4)")
+    schemes: list[OnnxScheme] = option(
+        ["fp32", "fp16", "q8", "int8", "uint8", "int4", "q4f16"], "one set of graphs per scheme, named as "
+        "transformers.js expects: fp32 '', fp16 '_fp16', q8 '_quantized' (its WASM default), int8 '_int8', uint8 "
+        "'_uint8', int4 '_q4', q4f16 '_q4f16' (fp16 and q4f16: WebGPU's)"
+    )
     block_size: int = option(32, "int4 (MatMulNBits) block size: a power of two >= 16")
 
     def __post_init__(self):
@@ -66,11 +71,12 @@ class OnnxTarget:
 @dataclass
 class GateConfig:
     fp32: float = option(0.5, "max test-accuracy loss (points) of fp32 programs vs the float student")
-    int8: float = option(1.0, "max loss (points) of int8 programs (8da8w, onnx int8)")
-    int4: float = option(2.0, "max loss (points) of int4 programs (8da4w, onnx int4)")
+    fp16: float = option(0.5, "max loss (points) of fp16 programs (onnx fp16)")
+    int8: float = option(1.0, "max loss (points) of int8 programs (8da8w, onnx q8 / int8 / uint8)")
+    int4: float = option(2.0, "max loss (points) of int4 programs (8da4w, onnx int4 / q4f16)")
 
     def __post_init__(self):
-        for name in ("fp32", "int8", "int4"):
+        for name in ("fp32", "fp16", "int8", "int4"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"gate.{name}: {getattr(self, name)} must be >= 0 (points of accuracy lost)")
 
@@ -78,7 +84,6 @@ class GateConfig:
 @dataclass
 class ValidationConfig:
     size: int = option(300, "ShapesVQA test items scored per program (real rendered images)")
-    max_new_tokens: int = option(40, "greedy answer length cap")
 
     def __post_init__(self):
         if self.size < 1:
@@ -91,6 +96,10 @@ class TargetConfig:
     description: str = option("", "the devices this profile is for")
     formats: list[Literal["executorch", "onnx"]] = option(["executorch", "onnx"], "runtimes to export for")
     max_context_len: int = option(128, "KV-cache length: prompt (with image tokens) + answer")
+    max_new_tokens: int = option(
+        40, "answer length cap: validation's greedy answers, and generation_config.json (what transformers.js and "
+        "transformers generate when the caller sets no length); prompt + this must fit max_context_len"
+    )
     threads: int = option(4, "CPU threads the runtimes use when validating (0: runtime default)")
     executorch: ExecutorchTarget = option(ExecutorchTarget(), "ExecuTorch (.pte, XNNPACK) programs")
     onnx: OnnxTarget = option(OnnxTarget(), "ONNX graphs (onnxruntime, transformers.js)")
@@ -100,6 +109,8 @@ class TargetConfig:
     def __post_init__(self):
         if self.max_context_len < 16:
             raise ConfigError(f"max_context_len: {self.max_context_len} is too small; use >= 16")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens: {self.max_new_tokens} must be >= 1")
         if not self.formats:
             raise ConfigError("formats: name at least one of 'executorch', 'onnx'")
 

@@ -161,6 +161,11 @@ class Family:
 
     # ---- export ---------------------------------------------------------------------------------
     resize_rule: ClassVar[str]  # how the processor resizes, in the words of the app's JVM module (manifest "resize")
+
+    def image_resize_rule(self, processor: Any) -> str:
+        """The manifest's `image.resize`: how this processor resizes (families whose rule depends on the checkpoint
+        override this)."""
+        return self.resize_rule
     pixel_image_axis: ClassVar[bool] = False  # the processor's pixel_values carry an images axis [B, N, 3, H, W]
 
     def vision_encoder(self, model: PreTrainedModel, image_size: int) -> nn.Module:

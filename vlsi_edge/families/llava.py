@@ -23,7 +23,12 @@ class LlavaFamily(ChatMLFamily):
     image_token = "<image>"
     image_placeholder = "<image>\n"
     special_tokens = ("<image>",)
-    resize_rule = "shortest_edge_then_center_crop"  # CLIP's
+
+    def image_resize_rule(self, processor) -> str:
+        """What this checkpoint's image processor does: CLIP's (LLaVA-1.5) resizes the shortest edge and crops
+        the centre; SigLIP's (LLaVA-OneVision, the tiny config) resizes to size x size, aspect ratio ignored."""
+        ip = processor.image_processor
+        return "shortest_edge_then_center_crop" if getattr(ip, "do_center_crop", False) else "stretch_to_square"
 
     def tiny_config(self, tokenizer, spec: TinySpec) -> LlavaConfig:
         ids = tokenizer.convert_tokens_to_ids

@@ -109,6 +109,14 @@ def _load_path(family: Family, path: Path, dtype: str, quantization: str) -> Pre
     return family.load(path, DTYPES[dtype], **kwargs)
 
 
+# Near misses that would otherwise look like a supported family, and why they are not one.
+UNSUPPORTED = {
+    "llava_onevision": " (LLaVA-OneVision checkpoints are not the `llava` family: their anyres tiling and "
+                       "image_newline have no counterpart in it; loading one as llava would drop them)",
+    "llava_next": " (LLaVA-NeXT's anyres tiling and image_newline have no counterpart in the `llava` family)",
+}
+
+
 def family_of(model_dir: str | Path) -> Family:
     """The family adapter for a saved model directory, from its config.json `model_type`."""
     from vlsi_edge.families import FAMILIES
@@ -125,4 +133,5 @@ def family_of(model_dir: str | Path) -> Family:
         if family.model_class.config_class.model_type == model_type:
             return family
     known = ", ".join(f.model_class.config_class.model_type for f in FAMILIES.values())
-    raise ConfigError(f"{config}: model_type {model_type!r} is not a supported family; supported: {known}")
+    hint = UNSUPPORTED.get(model_type, "")
+    raise ConfigError(f"{config}: model_type {model_type!r} is not a supported family; supported: {known}{hint}")

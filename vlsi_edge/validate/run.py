@@ -52,7 +52,7 @@ def validate_export(export_dir: Path, model_dir: Path, data: ShapesConfig, targe
     size = target.validation.size
     samples = validation_items(data, size)
     threads = min(target.threads, os.cpu_count() or 1) if target.threads else 0
-    max_new_tokens = target.validation.max_new_tokens
+    max_new_tokens = target.max_new_tokens
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         inputs = Path(tmp) / "inputs.npz"
