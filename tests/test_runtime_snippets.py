@@ -14,6 +14,7 @@ from vlsi_edge.contracts.manifest import load_manifest
 from vlsi_edge.data import ShapesConfig
 from vlsi_edge.families import build_batch
 from vlsi_edge.runtime.executorch_runner import ExecuTorchVLM
+from vlsi_edge.runtime.onnx_runner import OnnxVLM
 from vlsi_edge.validate.inputs import validation_items
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "EXPORT.md"
@@ -31,21 +32,32 @@ def snippet(heading: str, language: str) -> str:
     return block.group(1)
 
 
-@pytest.mark.parametrize("artifact", ["executorch-fp32", "executorch-8da4w"])
-def test_stock_runner_snippet_answers_like_our_runner(exported, tmp_path, artifact):
+def _run_snippet(exported, tmp_path, heading: str, runner, arg: str, count: int = 3) -> None:
+    """The snippet under `heading` on `count` validation images: its printed answer == `runner`'s."""
     result, zoo = exported
-    script = tmp_path / "stock_runner.py"
-    script.write_text(snippet("Python: ExecuTorch's stock `MultimodalRunner`", "python"))
-    manifest = load_manifest(result.out_dir)
-    ours = ExecuTorchVLM.from_manifest(result.out_dir, artifact)
+    script = tmp_path / "snippet.py"
+    script.write_text(snippet(heading, "python"))
+    eos = load_manifest(result.out_dir)["tokens"]["eos_ids"][0]
     tokenizer = zoo.family.tokenizer(zoo.processor)
-    for i, sample in enumerate(validation_items(ShapesConfig(**zoo.card["data"]), 3)):
+    for i, sample in enumerate(validation_items(ShapesConfig(**zoo.card["data"]), count)):
         image = tmp_path / f"{i}.png"
         sample.image.save(image)
         proc = subprocess.run([sys.executable, "-c", GUARD, str(script), str(result.out_dir), str(image),
-                               sample.question, artifact], capture_output=True, text=True, timeout=300)
+                               sample.question, arg], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         batch = build_batch(zoo.family, zoo.processor, [sample], with_answer=False)
-        out = ours.generate(batch["input_ids"].numpy(), batch["pixel_values"].numpy(), manifest["tokens"]["eos_ids"][0])
+        out = runner.generate(batch["input_ids"].numpy(), batch["pixel_values"].numpy(), eos)
         printed = re.findall(r"answer: (.*)", proc.stdout)  # the C++ runner prints its own stats to stdout too
         assert printed and printed[-1].strip() == tokenizer.decode(out.tokens, skip_special_tokens=True).strip()
+
+
+@pytest.mark.parametrize("artifact", ["executorch-fp32", "executorch-8da4w"])
+def test_stock_runner_snippet_answers_like_our_runner(exported, tmp_path, artifact):
+    runner = ExecuTorchVLM.from_manifest(exported[0].out_dir, artifact)
+    _run_snippet(exported, tmp_path, "Python: ExecuTorch's stock `MultimodalRunner`", runner, artifact)
+
+
+@pytest.mark.parametrize("dtype, artifact", [("q8", "onnx-q8"), ("q4f16", "onnx-q4f16")])
+def test_plain_onnxruntime_snippet_answers_like_our_runner(exported, tmp_path, dtype, artifact):
+    runner = OnnxVLM.from_manifest(exported[0].out_dir, artifact)
+    _run_snippet(exported, tmp_path, "Python: plain onnxruntime", runner, dtype)
