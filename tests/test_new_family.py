@@ -76,4 +76,4 @@ def test_split_programs_and_onnx_answer_like_the_model(vicuna, shapes_samples, t
         tokens, _ = generate(parts, batch["input_ids"], batch["pixel_values"], eos, max_new_tokens=6)
         assert tokens == expected[: len(tokens)] and len(tokens) == len(expected)
         assert onnx.generate(batch["input_ids"].numpy(), batch["pixel_values"].numpy(), eos, 6).tokens == tokens
-    assert image_spec(family, processor, TINY.image_size)["resize"] == "to size x size"
+    assert image_spec(family, processor, TINY.image_size)["resize"] == "stretch_to_square"  # LLaVA's rule, from the processor

@@ -20,7 +20,6 @@ class VicunaLlavaFamily(LlavaFamily):
     name = "vicuna_llava"
     eos_token = "</s>"
     special_tokens = ("<image>", "</s>")
-    resize_rule = "to size x size"
 
     def tiny_config(self, tokenizer, spec: TinySpec) -> LlavaConfig:
         return LlavaConfig(
