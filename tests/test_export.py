@@ -67,6 +67,7 @@ def test_export_writes_every_artifact_with_checksums_and_passes_its_gate(exporte
         assert (result.out_dir / name).is_file(), name
     assert manifest["tokens"]["image_token_count"] == manifest["prompt"]["image_tokens"] == 9
     assert manifest["image"]["size"] == 96 and manifest["max_context_len"] == 128
+    assert "int(size * short / long) (truncated), plus 1 if odd" in manifest["image"]["resize_steps"]
     assert result.passed and manifest["validation"]["passed"]
     assert not list(result.out_dir.parent.glob(".*staging*"))
 

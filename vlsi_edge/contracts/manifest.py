@@ -46,6 +46,7 @@ class Image(TypedDict):
     channels: str
     layout: str
     resize: str  # Family.image_resize_rule
+    resize_steps: str  # the rule spelled out: sizes, rounding, filter (RESIZE_STEPS)
     resample: str | None
     rescale_factor: float
     mean: list[float]

@@ -129,6 +129,17 @@ def prompt_text(tokenizer, spec: dict) -> dict:
 
 
 RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
+# Each manifest resize rule spelled out, so that a reimplementation gets the processor's pixels exactly
+# (android_demo/core implements longest_edge_then_square and is checked bit for bit against it).
+RESIZE_STEPS = {
+    "longest_edge_then_square": "resize to (h, w) with the longest edge = size and the other = int(size * short / long) "
+                                "(truncated), plus 1 if odd, at least 1; then resize to size x size; both with the "
+                                "`resample` filter on 8-bit RGB (Pillow's antialiased resampler)",
+    "stretch_to_square": "resize to size x size, aspect ratio ignored, with the `resample` filter",
+    "shortest_edge_then_center_crop": "resize the shortest edge to size keeping the aspect ratio (the other edge "
+                                      "int(size * long / short)), then crop the centre size x size",
+    "patches": "the processor's flattened patches; not an app input",
+}
 
 
 def check_context(prompt: dict, target: TargetConfig) -> None:
@@ -150,6 +161,7 @@ def image_spec(family: Family, processor, size: int) -> dict:
         "channels": "RGB",
         "layout": "CHW float32, batch of one",
         "resize": family.image_resize_rule(processor),  # the rules are in docs/EXPORT.md and android_demo/core
+        "resize_steps": RESIZE_STEPS.get(family.image_resize_rule(processor), ""),
         "resample": RESAMPLE.get(int(resample), str(resample)) if resample is not None else None,
         "rescale_factor": float(getattr(ip, "rescale_factor", 1 / 255)),
         "mean": [float(v) for v in ip.image_mean],
