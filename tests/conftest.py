@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -79,3 +82,65 @@ def run_transformers_js(model_dir: Path, items: Path, dtype: str | None) -> list
     proc = subprocess.run(command, cwd=JS_DIR, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---- the bad-input battery (test_bad_inputs*.py) -------------------------------------------------
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file and link under root: content hash or link target."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        key = str(p.relative_to(root))
+        if p.is_symlink():
+            out[key] = "-> " + str(p.readlink())
+        elif p.is_file():
+            out[key] = hashlib.sha256(p.read_bytes()).hexdigest()
+        else:
+            out[key] = "dir"
+    return out
+
+
+def call(main, args: list[str]) -> tuple[int, str]:
+    """(exit status, stderr) of a CLI's main, argparse's SystemExit included."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(args)
+        except SystemExit as e:
+            code = e.code
+    return code, err.getvalue()
+
+
+def refused(world: Path, main, args: list[str], message: str) -> None:
+    before = snapshot(world)
+    code, err = call(main, args)
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert snapshot(world) == before
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    """A runs directory with an earlier run that runs/latest points at, and some files to point at."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    (runs / "old" / "student").mkdir(parents=True)
+    (runs / "old" / "config.yaml").write_text("seed: 0\n")
+    (runs / "latest").symlink_to("old")
+    (tmp_path / "binary.bin").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "empty.json").write_text("[]")
+    for name, text in (("garbage_model", "{"), ("list_model", "[1]"), ("alien_model", '{"model_type": "gpt2"}'),
+                       ("onevision_model", '{"model_type": "llava_onevision"}')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(text)
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.new("RGB", (8, 8)).save(data / "ok.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    (data / "link.png").symlink_to(tmp_path / "outside.png")
+    Image.new("1", (9000, 9000)).save(data / "huge.png")  # 81 megapixels in a few kB
+    (data / "cut.png").write_bytes((data / "ok.png").read_bytes()[:30])
+    return tmp_path
+

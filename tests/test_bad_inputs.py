@@ -1,85 +1,22 @@
-"""The bad-input battery: every CLI (train, export, app, bench, zoo) and the dataset loader, fed what a new
-user or a hostile file would feed them. Each case asserts one sentence naming the key or file, exit 2 (or
-argparse's usage line, also exit 2), no traceback, and an unchanged world: the working directory, with an
-earlier run that runs/latest points at, is checksummed before and after.
+"""The bad-input battery, training and the dataset loader: fed what a new user or a hostile file would feed
+them, each case gets one sentence naming the key or file, exit 2, no traceback, and an unchanged world (the
+working directory, with an earlier run that runs/latest points at, checksummed before and after: `refused`
+in conftest.py). The other CLIs: test_bad_inputs_tools.py.
 
-Everything here is refused before a model loads (or, for the app, before a program runs), so the battery
-runs in seconds. More cases that need a real export or run: test_export.py (never replaces, damaged
-model, short context), test_checkpoint_safety.py (state.pt), test_contracts.py (manifest paths),
-test_android_demo.py (the app on a damaged export), test_images.py (every image mode).
+Everything here is refused before a model loads, so the battery runs in seconds. More cases that need a
+real export or run: test_export.py (never replaces, damaged model, short context), test_checkpoint_safety.py
+(state.pt), test_contracts.py (manifest paths), test_android_demo.py (the app on a damaged export),
+test_images.py (every image mode).
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
+from conftest import refused, snapshot
 from vlsi_edge.train import main
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file and link under root: content hash or link target."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        key = str(p.relative_to(root))
-        if p.is_symlink():
-            out[key] = "-> " + str(p.readlink())
-        elif p.is_file():
-            out[key] = hashlib.sha256(p.read_bytes()).hexdigest()
-        else:
-            out[key] = "dir"
-    return out
-
-
-def call(main, args: list[str]) -> tuple[int, str]:
-    """(exit status, stderr) of a CLI's main, argparse's SystemExit included."""
-    import contextlib
-    import io
-
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            code = main(args)
-        except SystemExit as e:
-            code = e.code
-    return code, err.getvalue()
-
-
-def refused(world: Path, main, args: list[str], message: str) -> None:
-    before = snapshot(world)
-    code, err = call(main, args)
-    assert code == 2 and message in err and "Traceback" not in err, err
-    assert snapshot(world) == before
-
-
-@pytest.fixture
-def world(tmp_path, monkeypatch):
-    """A runs directory with an earlier run that runs/latest points at, and some files to point at."""
-    from PIL import Image
-
-    monkeypatch.chdir(tmp_path)
-    runs = tmp_path / "runs"
-    (runs / "old" / "student").mkdir(parents=True)
-    (runs / "old" / "config.yaml").write_text("seed: 0\n")
-    (runs / "latest").symlink_to("old")
-    (tmp_path / "binary.bin").write_bytes(bytes(range(256)) * 4)
-    (tmp_path / "a_file").write_text("not a folder")
-    (tmp_path / "empty.json").write_text("[]")
-    for name, text in (("garbage_model", "{"), ("list_model", "[1]"), ("alien_model", '{"model_type": "gpt2"}'),
-                       ("onevision_model", '{"model_type": "llava_onevision"}')):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "config.json").write_text(text)
-    data = tmp_path / "data"
-    data.mkdir()
-    Image.new("RGB", (8, 8)).save(data / "ok.png")
-    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
-    (data / "link.png").symlink_to(tmp_path / "outside.png")
-    Image.new("1", (9000, 9000)).save(data / "huge.png")  # 81 megapixels in a few kB
-    (data / "cut.png").write_bytes((data / "ok.png").read_bytes()[:30])
-    return tmp_path
-
 
 SET_CASES = [
     ("train.sft.lr=.inf", "train.sft.lr: inf is not a finite number"),
@@ -114,13 +51,10 @@ SET_CASES = [
 ]
 
 
+
 @pytest.mark.parametrize("override, message", SET_CASES, ids=[c[0] for c in SET_CASES])
-def test_bad_set_is_refused_before_anything_changes(world, capsys, override, message):
-    before = snapshot(world)
-    code = main(["--runs-dir", "runs", "--set", override])
-    err = capsys.readouterr().err
-    assert code == 2 and message in err and "Traceback" not in err, err
-    assert snapshot(world) == before
+def test_bad_set_is_refused_before_anything_changes(world, override, message):
+    refused(world, main, ["--runs-dir", "runs", "--set", override], message)
 
 
 ARG_CASES = [
@@ -139,13 +73,11 @@ ARG_CASES = [
 ]
 
 
+
+
 @pytest.mark.parametrize("args, message", ARG_CASES, ids=[" ".join(c[0]) for c in ARG_CASES])
-def test_bad_arguments_are_refused_before_anything_changes(world, capsys, args, message):
-    before = snapshot(world)
-    code = main(["--runs-dir", "runs", *args] if "--runs-dir" not in args else args)
-    err = capsys.readouterr().err
-    assert code == 2 and message in err and "Traceback" not in err, err
-    assert snapshot(world) == before
+def test_bad_arguments_are_refused_before_anything_changes(world, args, message):
+    refused(world, main, ["--runs-dir", "runs", *args] if "--runs-dir" not in args else args, message)
 
 
 def test_a_diverging_run_stops_naming_stage_and_step_and_saves_no_student(world, capsys, monkeypatch):
@@ -169,14 +101,6 @@ def test_a_diverging_run_stops_naming_stage_and_step_and_saves_no_student(world,
     state = torch.load(run / "checkpoints" / "last" / "state.pt", weights_only=True)  # the last good step's
     assert all(torch.isfinite(v).all() for v in state["student"].values())
 
-
-@pytest.mark.parametrize("value", ["0", "-3", "many"])
-def test_app_refuses_a_bad_answer_length(world, capsys, value):
-    from vlsi_edge import app
-
-    with pytest.raises(SystemExit) as exit_:
-        app.main([str(world), "--image", "x.png", "--question", "q", "--max-new-tokens", value])
-    assert exit_.value.code == 2 and f"argument --max-new-tokens: '{value}' is not a whole number >= 1" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------
@@ -249,213 +173,6 @@ def test_the_loader_refuses_oversized_and_truncated_images_naming_them(world, im
     assert snapshot(world) == before
 
 
-# ------------------------------------------------------------------------------------------------
-# export: everything here is refused before a model loads
-# ------------------------------------------------------------------------------------------------
-
-EXPORT_CASES = [
-    (["--target", "nope"], "unknown target 'nope'; known targets: android-arm64"),
-    (["--target", "a_file"], "a_file: expected a mapping"),
-    (["--target", "binary.bin"], "binary.bin: not UTF-8 text"),
-    (["--set", "max_context_len=-1"], "max_context_len: -1 is too small; use >= 16"),
-    (["--set", "onnx.schemes=[int3]"], "onnx.schemes[0]: 'int3' is not allowed"),
-    (["--set", "executorch.schemes=[8da2w]"], "executorch.schemes[0]: '8da2w' is not allowed"),
-    (["--set", "validation.size=0"], "validation.size: 0 must be >= 1"),
-    (["--run", "a_file"], "no student/ model in this run directory"),
-    ([], "runs/old: no student/ model in this run directory (has the run finished?)"),
-    (["--model", "/nonexistent"], "/nonexistent/config.json: no such file"),
-    (["--model", "garbage_model"], "garbage_model/config.json: not valid JSON"),
-    (["--model", "list_model"], "model_type None is not a supported family"),
-    (["--model", "alien_model"], "model_type 'gpt2' is not a supported family; supported: idefics3"),
-    (["--model", "onevision_model"], "LLaVA-OneVision checkpoints are not the `llava` family"),
-    (["--model", "zoo:giant"], "no zoo model 'giant'"),
-    (["--model", "zoo:student", "--out", "a_file/x"], "a_file is a file, not a folder; choose another --out"),
-    (["--model", "zoo:student", "--out", "."], ".: already exists; pass --overwrite"),
-    (["--model", "zoo:student", "--out", ".", "--overwrite"], "not an export directory (no manifest.json)"),
-    (["--model", "zoo:student", "--out", "runs/old", "--overwrite"], "runs/old: not an export directory"),
-    (["--model", "zoo:student", "--out", "runs/old/x"], "inside"),
-]
-
-
-@pytest.mark.parametrize("args, message", EXPORT_CASES, ids=[" ".join(c[0]) or "latest-unfinished" for c in EXPORT_CASES])
-def test_export_refuses_bad_input_before_loading_anything(world, args, message):
-    from vlsi_edge import export
-
-    refused(world, export.main, ["--target", "android-arm64", *args] if "--target" not in args else args, message)
-
-
-# ------------------------------------------------------------------------------------------------
-# bench: arguments and configs are checked before minutes of measuring
-# ------------------------------------------------------------------------------------------------
-
-BENCH_CASES = [
-    (["distill", "--rows", "nope"], "--rows: unknown ['nope']"),
-    (["distill", "--seeds", "-1"], "argument --seeds: '-1' is not a whole number >= 0"),
-    (["distill", "--set", "train.sft.lr=.nan"], "train.sft.lr: nan is not a finite number"),
-    (["distill", "--set", "seed=40", "--set", "data.labelled=0"], "seed: 40 must be < 32 with an unlimited"),
-    (["distill", "--runs-dir", "a_file"], "--runs-dir a_file: a_file is a file, not a folder"),
-    (["--out", "a_file", "distill"], "--out a_file: a_file is a file, not a folder"),
-    (["runtime", "--models", "giant"], "--models: unknown ['giant']; known: toy"),
-    (["runtime", "--threads", "0"], "argument --threads: '0' is not a whole number >= 1"),
-    (["runtime", "--items", "x"], "argument --items: 'x' is not a whole number >= 1"),
-    (["runtime", "--set", "onnx.schemes=[int3]"], "onnx.schemes[0]: 'int3' is not allowed"),
-    (["train-cost", "--steps", "0"], "argument --steps: '0' is not a whole number >= 1"),
-    (["train-cost", "--set", "seed=-1"], "seed: -1 must be in [0, 2^31)"),
-    (["probe", "--family", "gpt"], "unknown model family 'gpt'; known: idefics3"),
-    (["probe", "--model", "tiny:x"], "model source 'tiny:x': expected tiny:<layers>"),
-    (["probe", "--model", "/nonexistent"], "/nonexistent/config.json: no such file"),
-    (["probe", "--model", "garbage_model"], "garbage_model/config.json: not valid JSON"),
-]
-
-
-@pytest.mark.parametrize("args, message", BENCH_CASES, ids=[" ".join(c[0]) for c in BENCH_CASES])
-def test_bench_refuses_bad_input_before_measuring(world, args, message):
-    from vlsi_edge import bench
-
-    refused(world, bench.main, args, message)
-
-
-# ------------------------------------------------------------------------------------------------
-# zoo: a damaged zoo names its card or its missing weights
-# ------------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def damaged_zoo(world, monkeypatch):
-    import shutil
-
-    from vlsi_edge.families import sources
-
-    zoo = world / "zoo"
-    shutil.copytree(sources.ZOO_DIR / "student", zoo / "student")
-    monkeypatch.setattr(sources, "ZOO_DIR", zoo)
-    return zoo
-
-
-def test_zoo_refuses_unknown_names_and_commands(world):
-    from vlsi_edge.zoo.__main__ import main as zoo
-
-    refused(world, zoo, ["evaluate", "--only", "nope"], "argument --only: invalid choice: 'nope'")
-    refused(world, zoo, ["frobnicate"], "invalid choice: 'frobnicate'")
-
-
-@pytest.mark.parametrize("damage, message", [
-    (lambda zoo: (zoo / "student" / "card.json").write_text("{"), "student/card.json: not a zoo card"),
-    (lambda zoo: (zoo / "student" / "card.json").write_text('{"family": "gpt"}'), "unknown model family 'gpt'"),
-    (lambda zoo: (zoo / "student" / "model.safetensors").unlink(), "model.safetensors"),
-    (lambda zoo: (zoo / "student" / "model.safetensors").write_bytes(b"\0" * 64), "student"),
-], ids=["garbage card", "unknown family", "no weights", "truncated weights"])
-def test_zoo_evaluate_names_what_is_damaged(world, damaged_zoo, damage, message):
-    from vlsi_edge.zoo.__main__ import main as zoo
-
-    damage(damaged_zoo)
-    refused(world, zoo, ["evaluate", "--only", "student"], message)
-
-
-# ------------------------------------------------------------------------------------------------
-# app: a crafted export (every checksum right) with one thing wrong; nothing is read outside it
-# ------------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def crafted(world):
-    """An export directory that passes every manifest check: a fake program and tokenizer with true checksums."""
-    import json
-
-    from PIL import Image
-
-    from tests.test_contracts import minimal
-    from vlsi_edge.contracts.manifest import sha256
-
-    export = world / "export"
-    export.mkdir()
-    (export / "model.pte").write_bytes(b"not really a program")
-    (export / "tokenizer.json").write_text("{}")
-    manifest = minimal()
-    entry = {"path": "model.pte", "sha256": sha256(export / "model.pte"), "bytes": 20}
-    manifest["artifacts"] = {"executorch-8da4w": {"runtime": "executorch", "scheme": "8da4w", "stock_runner": True,
-                                                  "files": {"program": entry}}}
-    manifest["tokenizer"] = {"path": "tokenizer.json", "sha256": sha256(export / "tokenizer.json"), "bytes": 2}
-    (export / "manifest.json").write_text(json.dumps(manifest))
-    Image.new("RGB", (8, 8)).save(world / "photo.png")
-    return export
-
-
-def _edit_manifest(export: Path, change) -> None:
-    import json
-
-    manifest = json.loads((export / "manifest.json").read_text())
-    change(manifest)
-    (export / "manifest.json").write_text(json.dumps(manifest))
-
-
-def _program(manifest) -> dict:
-    return manifest["artifacts"]["executorch-8da4w"]["files"]["program"]
-
-
-APP_CASES = {  # name -> (change to the crafted export, extra args, message)
-    "no-export": (lambda e: None, ["--image", "photo.png", "--question", "q", "--", "nowhere"],
-                  "nowhere/manifest.json: no manifest"),
-    "garbage-manifest": (lambda e: (e / "manifest.json").write_text("{"), [], "manifest.json: not valid JSON"),
-    "no-prompt": (lambda e: _edit_manifest(e, lambda m: m.pop("prompt")), [], "missing key 'prompt'"),
-    "path-dotdot": (lambda e: _edit_manifest(e, lambda m: _program(m).update(path="../outside.png")), [],
-                    "file path '../outside.png' is not a normalised path inside the export directory"),
-    "path-absolute": (lambda e: _edit_manifest(e, lambda m: _program(m).update(path="/etc/passwd")), [],
-                      "file path '/etc/passwd' is not a normalised path"),
-    "tampered-program": (lambda e: (e / "model.pte").write_bytes(b"not really a PROGRAM"), [],
-                         "model.pte: sha256 differs from manifest.json"),
-    "truncated-program": (lambda e: (e / "model.pte").write_bytes(b"not"), [], "model.pte: 3 bytes, but"),
-    "unknown-artifact": (lambda e: None, ["--artifact", "onnx-int4"], "no app-runnable artifact onnx-int4"),
-    "empty-question": (lambda e: None, ["--question", "  "], "type a question about the image first"),
-    "missing-image": (lambda e: None, ["--image", "nope.png"], "nope.png: no such image file"),
-    "image-is-text": (lambda e: None, ["--image", "a_file"], "a_file: not an image PIL can read"),
-    "pixel-bomb": (lambda e: None, ["--image", "data/huge.png"], "huge.png: too many pixels (9000x9000"),
-}
-
-
-@pytest.mark.parametrize("name", APP_CASES)
-def test_app_refuses_a_bad_export_or_image_with_a_sentence(world, crafted, name):
-    from vlsi_edge import app
-
-    damage, extra, message = APP_CASES[name]
-    damage(crafted)
-    args = {"--image": "photo.png", "--question": "what is red?"}
-    for flag, value in zip(extra[::2], extra[1::2]):
-        args[flag] = value
-    export = extra[-1] if "--" in extra else str(crafted)
-    argv = [export, *[a for kv in args.items() if kv[0] != "--" for a in kv], "--python-preprocess"]
-    refused(world, app.main, argv, message)
-
-
-# ------------------------------------------------------------------------------------------------
-# The boundary itself: what is ours is a bug report, what is the user's is a sentence
-# ------------------------------------------------------------------------------------------------
-
-def test_every_cli_main_is_behind_the_boundary():
-    from vlsi_edge import app, bench, export, train
-    from vlsi_edge.zoo import __main__ as zoo
-
-    for module in (train, export, app, bench, zoo):
-        assert getattr(module.main, "__wrapped__", None) is not None, f"{module.__name__}.main has no error boundary"
-
-
-def test_the_boundary_tells_a_bug_from_bad_input(capsys):
-    from vlsi_edge.errors import BAD_INPUT, BUG, INTERRUPTED, InputError, boundary
-
-    def failing(error):
-        @boundary
-        def main(argv=None):
-            raise error
-        return main()
-
-    assert failing(ZeroDivisionError("division by zero")) == BUG == 3
-    err = capsys.readouterr().err
-    assert "Traceback" in err and "ZeroDivisionError" in err and "this is a bug in vlsi_edge" in err
-    assert failing(InputError("x.yaml: key y must be >= 1")) == BAD_INPUT == 2
-    assert capsys.readouterr().err == "error: x.yaml: key y must be >= 1\n"
-    assert failing(PermissionError(13, "Permission denied", "out/")) == BAD_INPUT
-    assert "Permission denied: 'out/'" in capsys.readouterr().err
-    assert failing(KeyboardInterrupt()) == INTERRUPTED
-
-
 @pytest.mark.parametrize("damage, message", [
     (lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:100]),
      "cannot load the weights (SafetensorError"),
@@ -492,3 +209,34 @@ def test_a_student_tokenizer_with_fewer_merges_is_refused_before_any_weights_loa
     (student / "tokenizer.json").write_text(json.dumps(saved))
     refused(world, main, ["--runs-dir", "runs", "--set", f"model.student={student}"],
             "teacher and student tokenize")
+
+
+# ------------------------------------------------------------------------------------------------
+# The boundary itself: what is ours is a bug report, what is the user's is a sentence
+# ------------------------------------------------------------------------------------------------
+
+def test_every_cli_main_is_behind_the_boundary():
+    from vlsi_edge import app, bench, export, train
+    from vlsi_edge.zoo import __main__ as zoo
+
+    for module in (train, export, app, bench, zoo):
+        assert getattr(module.main, "__wrapped__", None) is not None, f"{module.__name__}.main has no error boundary"
+
+
+def test_the_boundary_tells_a_bug_from_bad_input(capsys):
+    from vlsi_edge.errors import BAD_INPUT, BUG, INTERRUPTED, InputError, boundary
+
+    def failing(error):
+        @boundary
+        def main(argv=None):
+            raise error
+        return main()
+
+    assert failing(ZeroDivisionError("division by zero")) == BUG == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError" in err and "this is a bug in vlsi_edge" in err
+    assert failing(InputError("x.yaml: key y must be >= 1")) == BAD_INPUT == 2
+    assert capsys.readouterr().err == "error: x.yaml: key y must be >= 1\n"
+    assert failing(PermissionError(13, "Permission denied", "out/")) == BAD_INPUT
+    assert "Permission denied: 'out/'" in capsys.readouterr().err
+    assert failing(KeyboardInterrupt()) == INTERRUPTED

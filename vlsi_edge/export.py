@@ -24,6 +24,7 @@ from pathlib import Path
 from vlsi_edge import atomic, logs
 from vlsi_edge.config import describe
 from vlsi_edge.contracts.manifest import MANIFEST, write_manifest
+from vlsi_edge.contracts.run_dir import RunDir
 from vlsi_edge.errors import boundary
 from vlsi_edge.deploy.targets import TargetConfig, known_targets, load_target
 
@@ -54,12 +55,8 @@ def check_destination(out_dir: Path, overwrite: bool) -> None:
             raise FileExistsError(f"{out_dir}: not an export directory (no {MANIFEST}); refusing to replace it even "
                                   "with --overwrite; choose another --out")
     for parent in out_dir.resolve().parents:
-        if (parent / MANIFEST).is_file() or _is_run(parent):
+        if (parent / MANIFEST).is_file() or RunDir.is_run(parent):
             raise FileExistsError(f"{out_dir}: inside {parent}, an export or a training run; choose another --out")
-
-
-def _is_run(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and any((path / p).exists() for p in ("checkpoints", "student", "progress.json"))
 
 
 def export_target(source, target: TargetConfig, out_dir: Path, validate: bool = True, command: str = "",

@@ -61,6 +61,11 @@ class RunDir:
         atomic.write_text(run.config_path, dump_yaml(config))
         return run  # runs/latest moves only once the run has started (`point_latest`, called by the trainer)
 
+    @staticmethod
+    def is_run(path: Path) -> bool:
+        """Whether `path` is a training run (its config and anything a run writes beside it)."""
+        return (path / "config.yaml").is_file() and any((path / p).exists() for p in ("checkpoints", "student"))
+
     def discard_if_unstarted(self) -> bool:
         """Remove this run directory if it holds nothing but its config (a run that failed before starting)."""
         if self.path.is_dir() and [p.name for p in self.path.iterdir()] == [self.config_path.name]:
