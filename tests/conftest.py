@@ -7,8 +7,10 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,13 +77,48 @@ def node_modules() -> None:
         subprocess.run(npm_ci, cwd=JS_DIR, check=True, timeout=600)
 
 
-def run_transformers_js(model_dir: Path, items: Path, dtype: str | None) -> list[dict]:
+def run_transformers_js(model_dir: Path, items: Path, dtype: str | None, pixels_dir: Path | None = None) -> list[dict]:
     """tests/js/generate.mjs: transformers.js' greedy answers for the items, from model_dir's files only
-    (dtype None: whatever the library picks by default)."""
-    command = [NODE, "generate.mjs", str(model_dir), str(items), *([dtype] if dtype else [])]
+    (dtype None: whatever the library picks by default; pixels_dir: its pixel_values per item, <i>.f32)."""
+    command = [NODE, "generate.mjs", str(model_dir), str(items), dtype or "", *([str(pixels_dir)] if pixels_dir else [])]
     proc = subprocess.run(command, cwd=JS_DIR, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---- the "Use it from ..." snippets of docs/EXPORT.md, run as written in a fresh process -----------
+
+EXPORT_DOC = Path(__file__).resolve().parents[1] / "docs" / "EXPORT.md"
+# Runs a Python snippet, then fails if anything of vlsi_edge was imported on the way.
+GUARD = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+         "assert not [m for m in sys.modules if m.startswith('vlsi_edge')], 'the snippet imported vlsi_edge'")
+
+
+def doc_snippet(heading: str, language: str) -> str:
+    """The first ```language block under `### heading` in docs/EXPORT.md."""
+    text = EXPORT_DOC.read_text()
+    start = text.index(f"### {heading}")
+    block = re.search(rf"```{language}\n(.*?)```", text[start:], re.S)
+    assert block, f"no {language} block under {heading!r} in {EXPORT_DOC}"
+    return block.group(1)
+
+
+def run_doc_snippet(heading: str, language: str, args: list[str], tmp: Path) -> str:
+    """The snippet's printed answer (its last "answer: ..." line), run in a fresh Python or Node process."""
+    if language == "python":
+        script = tmp / "snippet.py"
+        command = [sys.executable, "-c", GUARD, str(script), *args]
+    else:  # Node resolves the package from the script's folder: give it tests/js's node_modules
+        script = tmp / "snippet.mjs"
+        if not (tmp / "node_modules").exists():
+            (tmp / "node_modules").symlink_to(JS_DIR / "node_modules")
+        command = [NODE, str(script), *args]
+    script.write_text(doc_snippet(heading, language))
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = re.findall(r"answer: (.*)", proc.stdout)  # the C++ runner prints its own stats to stdout too
+    assert printed, proc.stdout[-2000:]
+    return printed[-1].strip()
 
 
 # ---- the bad-input battery (test_bad_inputs*.py) -------------------------------------------------

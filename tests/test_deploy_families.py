@@ -1,4 +1,5 @@
-"""Qwen2-VL and LLaVA split into the three parts and exported (ExecuTorch .pte, ONNX), against the eager model.
+"""Qwen2-VL and LLaVA split into the three parts (vision encoder, token embedding, decoder with its KV cache),
+against the whole eager model; their exported programs are checked against these parts in tests/test_any_image.py.
 
 Tiny random models built like tests/test_families.py, fed real ShapesVQA images and questions through
 each family's processor. Random models give arbitrary answers, so agreement is on the greedy token
@@ -11,8 +12,6 @@ import pytest
 import torch
 
 from tests.conftest import TINY, tiny_tokenizer
-from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
-from vlsi_edge.deploy.onnx_export import export_onnx
 from vlsi_edge.families.parts import decode, split_model
 from vlsi_edge.runtime.eager import generate
 from vlsi_edge.runtime.loop import insert_image
@@ -84,37 +83,6 @@ def test_generate_over_parts_equals_model_generate(tiny_vlm):
         tokens, first_logits = generate(parts, batch["input_ids"], batch["pixel_values"], eos, NEW_TOKENS)
         assert tokens == answer
         torch.testing.assert_close(first_logits, logits, atol=1e-5, rtol=1e-5)
-
-
-def test_executorch_program_matches_eager(tiny_vlm, tmp_path):
-    """The XNNPACK .pte in ExecuTorch's Python runtime, through our host loop (M-RoPE positions included)."""
-    from vlsi_edge.runtime.executorch_runner import ExecuTorchVLM
-
-    family, processor, _, parts, eos, prompts, reference = tiny_vlm
-    pte = tmp_path / f"{family.name}.pte"
-    export_executorch(parts, runner_metadata(parts, family.tokenizer(processor), family.eos_token), pte)
-    runner = ExecuTorchVLM(pte, parts.image_token_id, parts.mrope_grid)
-    for batch, (answer, logits) in zip(prompts, reference):
-        with torch.no_grad():
-            image = parts.vision_encoder(batch["pixel_values"])
-        torch.testing.assert_close(torch.from_numpy(runner.encode_image(batch["pixel_values"].numpy())), image,
-                                   atol=1e-5, rtol=1e-5)
-        out = runner.generate(batch["input_ids"].numpy(), batch["pixel_values"].numpy(), eos, NEW_TOKENS)
-        assert out.tokens == answer
-        torch.testing.assert_close(torch.from_numpy(out.first_logits), logits, atol=1e-4, rtol=1e-4)
-
-
-def test_onnx_graphs_match_eager(tiny_vlm, tmp_path):
-    """vision_encoder / embed_tokens / decoder_model_merged (past keys/values in and out) in onnxruntime."""
-    from vlsi_edge.runtime import OnnxVLM
-
-    family, _, model, parts, eos, prompts, reference = tiny_vlm
-    export_onnx(model, family, TINY.image_size, tmp_path)
-    vlm = OnnxVLM.from_dir(tmp_path / "onnx", parts.image_token_id, image_grid=parts.mrope_grid)
-    for batch, (answer, logits) in zip(prompts, reference):
-        out = vlm.generate(batch["input_ids"].numpy(), batch["pixel_values"].numpy(), eos, NEW_TOKENS)
-        assert out.tokens == answer
-        torch.testing.assert_close(torch.from_numpy(out.first_logits), logits, atol=1e-4, rtol=1e-4)
 
 
 def test_prompt_text_segments_tokenize_back_to_their_ids(tiny, shapes_samples, tmp_path):

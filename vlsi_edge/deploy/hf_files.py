@@ -1,10 +1,12 @@
 """The files beside onnx/ that a Hugging Face client needs to run an export (transformers.js, transformers).
 
-    config.json                  model config (image_token_id, text_config with the decoder's sizes)
+    config.json                  model config (image_token_id, text_config with the decoder's sizes; Qwen2-VL's
+                                 decoder keys at the top level too, where transformers.js reads them)
     generation_config.json       stop token = the family's end-of-turn token; max_new_tokens (the target's), so a
                                  client that sets no length gets whole answers (the library default, max_length 20,
                                  is shorter than the prompt)
-    preprocessor_config.json     the image processor, plus the processor class that wraps it
+    preprocessor_config.json     the image processor (pinned to the programs' one input size), plus the processor
+                                 class that wraps it (LLaVA: the image processor class transformers.js knows)
     processor_config.json        processor settings (Idefics3: top-level image_seq_len)
     tokenizer.json               the byte-level BPE with its special tokens
     tokenizer_config.json        special tokens and the family's chat template, inline
@@ -55,9 +57,11 @@ def write_hf_files(model: PreTrainedModel, family: Family, processor, out_dir: s
         processor.save_pretrained(staging)
         tokenizer.save_pretrained(staging, save_jinja_files=False)
         preprocessor = json.loads(processor.image_processor.to_json_string())
-        if isinstance(processor, ProcessorMixin):
-            preprocessor["processor_class"] = type(processor).__name__
-        write_json(staging / "preprocessor_config.json", preprocessor)
+        if isinstance(processor, ProcessorMixin) or family.processor_class:
+            preprocessor["processor_class"] = family.processor_class or type(processor).__name__
+        write_json(staging / "preprocessor_config.json", family.client_preprocessor(preprocessor, processor))
+        config = json.loads((staging / "config.json").read_text())
+        write_json(staging / "config.json", family.client_config(config))
         written = []
         for path in sorted(staging.iterdir()):
             if not path.is_file():

@@ -1,7 +1,8 @@
 """ONNX export of a VLM in the layout of the official SmolVLM ONNX exports (fp32; deploy/quantize.py makes int8 / q4).
 
     onnx/vision_encoder.onnx        pixel_values [1, 1, 3, H, W]             -> image_features [1, n, D]
-                                    (LLaVA [1, 3, H, W]; Qwen2-VL flattened patches, see parts.py)
+                                    (LLaVA [1, 3, H, W]; Qwen2-VL flattened patches -> [n, D], as
+                                    transformers.js' Qwen2-VL takes them)
     onnx/embed_tokens.onnx          input_ids [1, S] int64                   -> inputs_embeds [1, S, D]
     onnx/decoder_model_merged.onnx  inputs_embeds, attention_mask, position_ids,
                                     past_key_values.{i}.key / .value [1, kv_heads, P, head_dim]
@@ -54,6 +55,17 @@ class FoldImageAxis(nn.Module):
         return self.encoder(pixel_values.flatten(0, 1))
 
 
+class DropBatchAxis(nn.Module):
+    """Gives image_features [n, D], the layout transformers.js' Qwen2-VL merges (it counts features on axis 0)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.encoder(pixel_values).squeeze(0)
+
+
 def kv_shape(model) -> tuple[int, int, int]:
     """(layers, kv heads, head dim) of the decoder's cache."""
     c = model.config.get_text_config()
@@ -75,6 +87,8 @@ def export_onnx(model, family, image_size: int, out_dir: str | Path) -> dict[str
     pixels = encoder.example_pixel_values()
     if family.pixel_image_axis:
         encoder, pixels = FoldImageAxis(encoder).eval(), pixels.unsqueeze(1)
+    if family.flat_image_features:
+        encoder = DropBatchAxis(encoder).eval()
     torch.onnx.export(
         encoder, (pixels,), paths["vision_encoder"],
         input_names=["pixel_values"], output_names=["image_features"], dynamo=True, external_data=False,

@@ -77,6 +77,23 @@ def image_size_of(family: Family, processor, image: Image.Image) -> int:
     return family.processed_image_size(processor, family.process(processor, [image], [family.prompt("?")]))
 
 
+def fixed_input(family: Family, processor, probe: Image.Image, wanted: int | None) -> tuple[object, int]:
+    """(the processor the export ships, the programs' image size): the target's image_size, or by default what
+    the model's processor makes of a training image; any image through that processor becomes that size."""
+    natural = image_size_of(family, processor, probe)
+    size = natural if wanted is None else wanted
+    fixed = family.fixed_processor(processor, size)
+    for image in (probe, probe.resize((size * 3 // 2 + 1, max(1, size // 2 + 1)))):  # square and odd-sized
+        got = image_size_of(family, fixed, image)
+        if got != size:
+            raise ConfigError(f"image_size: {size}: the {family.name} processor of this model resizes a "
+                              f"{image.width}x{image.height} image to {got} px; its vision tower takes {natural} only"
+                              if wanted is not None else
+                              f"{family.name}: the processor resizes a {image.width}x{image.height} image to {got} px, "
+                              f"not {size}; the exported programs would not take it")
+    return fixed, size
+
+
 def prompt_spec(family: Family, processor, image: Image.Image) -> dict:
     """The prompt as token segments around the image and the question, checked on two questions.
 
@@ -138,7 +155,10 @@ RESIZE_STEPS = {
     "stretch_to_square": "resize to size x size, aspect ratio ignored, with the `resample` filter",
     "shortest_edge_then_center_crop": "resize the shortest edge to size keeping the aspect ratio (the other edge "
                                       "int(size * long / short)), then crop the centre size x size",
-    "patches": "the processor's flattened patches; not an app input",
+    "stretch_to_square_then_patches": "resize to size x size, aspect ratio ignored, with the `resample` filter; then "
+                                      "the processor's flattened patches [(size / patch)^2, 3 * 2 * patch^2] (two "
+                                      "temporal copies of each patch; min_pixels = max_pixels = size^2 keeps the "
+                                      "size); not an app input",
 }
 
 
@@ -187,7 +207,7 @@ def export_programs(source: Source, target: TargetConfig, out_dir: Path) -> dict
                           "is it a complete save_pretrained directory?") from None
     tokenizer = family.tokenizer(processor)
     probe = ShapesVQA("test", size=1, config=source.data)[0].image
-    size = image_size_of(family, processor, probe)
+    processor, size = fixed_input(family, processor, probe, target.image_size)
     prompt = prompt_spec(family, processor, probe)
     check_context(prompt, target)
 

@@ -101,6 +101,11 @@ class TargetConfig:
         "transformers generate when the caller sets no length); prompt + this must fit max_context_len"
     )
     threads: int = option(4, "CPU threads the runtimes use when validating (0: runtime default)")
+    image_size: int | None = option(
+        None, "the programs' square image size in pixels (null: what the model's processor makes of a training "
+        "image). Idefics3 and LLaVA towers take one size only; for Qwen2-VL it pins the exported processor "
+        "(min = max pixels = size^2; other images stretched to it)"
+    )
     executorch: ExecutorchTarget = option(ExecutorchTarget(), "ExecuTorch (.pte, XNNPACK) programs")
     onnx: OnnxTarget = option(OnnxTarget(), "ONNX graphs (onnxruntime, transformers.js)")
     gate: GateConfig = option(GateConfig(), "accuracy-loss thresholds")
@@ -111,6 +116,8 @@ class TargetConfig:
             raise ConfigError(f"max_context_len: {self.max_context_len} is too small; use >= 16")
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens: {self.max_new_tokens} must be >= 1")
+        if self.image_size is not None and self.image_size < 1:
+            raise ConfigError(f"image_size: {self.image_size} must be >= 1 (or null)")
         if not self.formats:
             raise ConfigError("formats: name at least one of 'executorch', 'onnx'")
 

@@ -167,6 +167,22 @@ class Family:
         override this)."""
         return self.resize_rule
     pixel_image_axis: ClassVar[bool] = False  # the processor's pixel_values carry an images axis [B, N, 3, H, W]
+    # transformers.js' model class merges `image_features` [n, D] (no batch axis) into the embeddings (Qwen2-VL)
+    flat_image_features: ClassVar[bool] = False
+    processor_class: ClassVar[str | None] = None  # preprocessor_config.json "processor_class", where not a ProcessorMixin
+
+    def client_config(self, config: dict) -> dict:
+        """config.json as an export ships it (what clients such as transformers.js read); default: as saved."""
+        return config
+
+    def client_preprocessor(self, preprocessor: dict, processor: Any) -> dict:
+        """preprocessor_config.json as an export ships it; default: the image processor as saved."""
+        return preprocessor
+
+    def fixed_processor(self, processor: Any, image_size: int) -> Any:
+        """A processor that turns any image into exactly the programs' fixed input at `image_size` (what an export
+        ships). Families whose tower takes one size only check it; dynamic-resolution families pin it."""
+        return processor
 
     def vision_encoder(self, model: PreTrainedModel, image_size: int) -> nn.Module:
         """Vision tower + projector for one image of a fixed size (data-dependent code made constant),

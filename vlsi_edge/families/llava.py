@@ -30,6 +30,13 @@ class LlavaFamily(ChatMLFamily):
         ip = processor.image_processor
         return "shortest_edge_then_center_crop" if getattr(ip, "do_center_crop", False) else "stretch_to_square"
 
+    def client_preprocessor(self, preprocessor: dict, processor) -> dict:
+        """transformers.js has no `LlavaImageProcessor` (it warns and falls back to its base class): name the
+        class of the tower the rule comes from, which both libraries have. transformers' LlavaProcessor keeps
+        loading its own image processor class whatever this says."""
+        tower = {"stretch_to_square": "SiglipImageProcessor", "shortest_edge_then_center_crop": "CLIPImageProcessor"}
+        return {**preprocessor, "image_processor_type": tower[self.image_resize_rule(processor)]}
+
     def tiny_config(self, tokenizer, spec: TinySpec) -> LlavaConfig:
         ids = tokenizer.convert_tokens_to_ids
         text = dict(model_type="qwen2", **self.text_dims(tokenizer, spec))

@@ -8,20 +8,29 @@ is the same size and yields `(image_size / patch_size / merge_size)^2` tokens.
 Its stock `Qwen2VLProcessor` insists on a video processor, which needs torchvision (not installable
 beside CPU torch), so `ImageTextProcessor` below does the processor's image part: expand each
 `<|image_pad|>` to the image's token count and mark image tokens in `mm_token_type_ids`.
+
+min = max pixels alone does not fix the grid: the processor keeps the aspect ratio (a 150x112 image
+at 64x64 pixels becomes a 2x4 grid of merged patches, not 4x4). A pinned processor (min = max = S^2, as
+the tiny configs and every export have) therefore first stretches any other image to S x S with its
+own filter, so every image becomes the one grid the exported programs take.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoTokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+from transformers.image_utils import PILImageResampling
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.models.qwen2_vl.modeling_qwen2_vl import apply_rotary_pos_emb_vision
 from transformers.vision_utils import get_vision_position_ids
 
+from vlsi_edge.config import ConfigError
 from vlsi_edge.families.base import ChatMLFamily, TinySpec
 
 MERGE_SIZE = 2
@@ -35,7 +44,19 @@ class ImageTextProcessor:
         self.tokenizer = tokenizer
         self.image_token_id = tokenizer.convert_tokens_to_ids(Qwen2VLFamily.image_token)
 
+    @property
+    def fixed_side(self) -> int | None:
+        """S when the processor is pinned to S x S images (min = max pixels = S^2), else None."""
+        size = self.image_processor.size
+        low, high = size["shortest_edge"], size["longest_edge"]
+        side = math.isqrt(low)
+        return side if low == high and side * side == low else None
+
     def __call__(self, images, text: list[str], return_tensors="pt") -> dict[str, torch.Tensor]:
+        if (side := self.fixed_side) is not None:
+            resample = PILImageResampling(self.image_processor.resample)
+            images = [im if im.size == (side, side) else im.convert("RGB").resize((side, side), resample)
+                      for im in images]
         pixels = self.image_processor(images=images, return_tensors="pt")
         merge = self.image_processor.merge_size**2
         counts = iter((pixels["image_grid_thw"].prod(dim=-1) // merge).tolist())
@@ -63,7 +84,9 @@ class Qwen2VLFamily(ChatMLFamily):
     image_token = "<|image_pad|>"
     image_placeholder = "<|vision_start|><|image_pad|><|vision_end|>"
     special_tokens = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
-    resize_rule = "patches"  # the program takes flattened patches; not an app input
+    resize_rule = "stretch_to_square_then_patches"  # the program takes flattened patches; not an app input
+    flat_image_features = True  # transformers.js' Qwen2VLForConditionalGeneration merges image_features [n, D]
+    processor_class = "Qwen2VLProcessor"
 
     def tiny_config(self, tokenizer, spec: TinySpec) -> Qwen2VLConfig:
         ids = tokenizer.convert_tokens_to_ids
@@ -106,6 +129,28 @@ class Qwen2VLFamily(ChatMLFamily):
 
     def read_processor(self, path):
         return ImageTextProcessor.from_pretrained(path)
+
+    def client_config(self, config: dict) -> dict:
+        """The decoder's keys at the top level too, as the released Qwen2-VL config.json has them: transformers.js
+        reads num_hidden_layers / num_key_value_heads there for Qwen2-VL (transformers 5 nests them in text_config
+        and reads either)."""
+        text = {k: v for k, v in config["text_config"].items() if k not in config and k != "model_type"}
+        return {**config, **text}
+
+    def fixed_processor(self, processor: ImageTextProcessor, image_size: int) -> ImageTextProcessor:
+        """The processor pinned to image_size x image_size (min = max pixels; other images stretched to it)."""
+        image_processor = processor.image_processor
+        block = image_processor.patch_size * image_processor.merge_size
+        if image_size % block:
+            raise ConfigError(f"image_size: {image_size} is not a multiple of patch_size * merge_size = {block} "
+                              f"(Qwen2-VL's smallest image block); use {max(block, image_size // block * block)} or "
+                              f"{(image_size // block + 1) * block}")
+        pinned = copy.deepcopy(image_processor)
+        pinned.size = {"shortest_edge": image_size * image_size, "longest_edge": image_size * image_size}
+        for key in ("min_pixels", "max_pixels"):  # older processors keep them beside `size` as well
+            if getattr(pinned, key, None) is not None:
+                setattr(pinned, key, image_size * image_size)
+        return ImageTextProcessor(pinned, processor.tokenizer)
 
     def process(self, processor, images, texts):
         return processor(images=images, text=texts)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vlsi_edge.contracts.manifest import ArtifactError, verified_artifact
-from vlsi_edge.runtime.loop import Generation, greedy
+from vlsi_edge.runtime.loop import Generation, fixed_pixels, greedy
 
 
 class ExecuTorchVLM:
@@ -43,8 +43,7 @@ class ExecuTorchVLM:
         return cls(files["program"], tokens["image_token_id"], tuple(grid) if grid else None)
 
     def encode_image(self, pixel_values: np.ndarray) -> np.ndarray:
-        pixels = torch.as_tensor(np.asarray(pixel_values, np.float32)).reshape(self.vision_shape)
-        return self.vision.execute([pixels])[0].numpy()
+        return self.vision.execute([torch.from_numpy(fixed_pixels(pixel_values, self.vision_shape))])[0].numpy()
 
     def embed(self, ids: np.ndarray) -> np.ndarray:
         return self.token_embedding.execute([torch.as_tensor(ids, dtype=torch.long)])[0].numpy()

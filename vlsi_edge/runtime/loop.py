@@ -57,6 +57,15 @@ class Positions:
         return None if self.image_grid is None else mrope_step_positions(cache_position, 1, self.delta)
 
 
+def fixed_pixels(pixel_values: np.ndarray, shape) -> np.ndarray:
+    """pixel_values as the vision program's one fixed input shape, or a ValueError saying what it takes."""
+    pixels = np.asarray(pixel_values, np.float32)
+    if pixels.size != int(np.prod(shape)):
+        raise ValueError(f"pixel_values {list(pixels.shape)}: this vision_encoder takes {list(shape)}, one image at "
+                         "the export's size; make pixels with the export's own processor")
+    return pixels.reshape(shape)
+
+
 def insert_image(embeds: np.ndarray, input_ids: np.ndarray, image: np.ndarray, image_token_id: int) -> np.ndarray:
     """embeds [1, S, D] of input_ids [1, S] with the image embeddings [1, n, D] at the n image tokens (in place)."""
     is_image = np.asarray(input_ids)[0] == image_token_id

@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from vlsi_edge.contracts.manifest import ArtifactError, verified_artifact
-from vlsi_edge.runtime.loop import Generation, greedy
+from vlsi_edge.runtime.loop import Generation, fixed_pixels, greedy
 
 
 class OnnxVLM:
@@ -46,8 +46,8 @@ class OnnxVLM:
 
     def encode_image(self, pixel_values: np.ndarray) -> np.ndarray:
         # One fixed input shape per export (Idefics3: the processor's [1, 1, 3, H, W]).
-        pixels = np.asarray(pixel_values, np.float32).reshape(self.vision_shape)
-        return self.vision.run(None, {"pixel_values": pixels})[0]
+        features = self.vision.run(None, {"pixel_values": fixed_pixels(pixel_values, self.vision_shape)})[0]
+        return features.reshape(1, -1, features.shape[-1])  # Qwen2-VL's graph gives [n, D]
 
     def embed(self, ids: np.ndarray) -> np.ndarray:
         return self.embed_tokens.run(None, {"input_ids": ids.astype(np.int64)})[0]

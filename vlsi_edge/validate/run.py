@@ -47,7 +47,7 @@ def validate_export(export_dir: Path, model_dir: Path, data: ShapesConfig, targe
     """Score every artifact in export_dir's manifest; write report.json / .md / .png there; return the report."""
     manifest = load_manifest(export_dir)
     family = family_of(model_dir)
-    processor = family.load_processor(model_dir)
+    processor = family.load_processor(export_dir)  # the shipped processor: the programs' fixed input
     tokenizer = family.tokenizer(processor)
     size = target.validation.size
     samples = validation_items(data, size)
