@@ -25,6 +25,8 @@ from vlsi_edge import app
 from vlsi_edge.contracts.manifest import load_manifest
 from vlsi_edge.runtime.executorch_runner import ExecuTorchVLM
 
+from conftest import doc_snippet
+
 CORE = Path(__file__).resolve().parents[1] / "android_demo" / "core"
 JARS = ("/usr/share/java/gson.jar", "/usr/share/java/junit4.jar", "/usr/share/java/hamcrest-core.jar")
 
@@ -127,17 +129,19 @@ def test_host_flow_names_a_damaged_file(exported, tmp_path, capsys, preprocess):
     assert "manifest.json" in capsys.readouterr().err
 
 
-def test_app_kotlin_compiles_against_core_and_the_api_signature_stubs():
+def test_app_kotlin_compiles_against_core_and_the_api_signature_stubs(tmp_path):
     """Not an Android build: kotlinc against android_demo/typecheck/stubs (signatures of the Android,
     AndroidX and executorch-android 1.5 calls the app makes). Catches type errors and calls to
-    LlmModule methods that do not exist."""
+    LlmModule methods that do not exist. The Android snippet of docs/EXPORT.md is compiled with the app."""
     _need_jvm()
     if shutil.which("kotlinc") is None:
         if os.environ.get("CI"):
             pytest.fail("kotlinc missing (apt-get install kotlin); .ci/run installs it")
         pytest.skip("kotlinc is not installed (apt-get install kotlin)")
     script = CORE.parent / "typecheck" / "typecheck.sh"
-    run = subprocess.run([str(script)], capture_output=True, text=True, timeout=600, check=False)
+    snippet = tmp_path / "DocSnippet.kt"
+    snippet.write_text(doc_snippet("Android: ExecuTorch's `LlmModule`", "kotlin"))
+    run = subprocess.run([str(script), str(snippet)], capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "compiles against core" in run.stdout
 

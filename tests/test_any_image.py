@@ -141,3 +141,17 @@ def test_transformers_js_snippet_answers_like_the_eager_model(node_modules, any_
     path, _, tokens, _ = images["exact"]
     assert run_doc_snippet("Node: transformers.js", "js", [str(out), str(path), QUESTION, "fp32"], tmp_path) \
         == text(family, out, tokens)
+
+
+def test_preprocess_bench_measures_the_two_paths(node_modules, any_size, tmp_path):
+    """`python -m vlsi_edge.bench preprocess`: on transformers.js' own pixels our runner answers as it does (the
+    control), on resized (not square-at-size) images, with the differences ordered as statistics must be."""
+    from vlsi_edge.benchmarks import preprocess
+
+    family, out, manifest, images = any_size
+    result = preprocess.run(tmp_path, out, 3, "fp32", "test")
+    assert result["control_equal"] == 3
+    assert 0.0 <= result["mean_diff"] <= result["median_max_diff"] <= result["max_diff"]
+    assert {tuple(r["size"]) for r in result["rows"]} != {(manifest["image"]["size"],) * 2}
+    assert json.loads((tmp_path / "preprocess.json").read_text())["items"] == 3
+    assert "transformers.js" in (tmp_path / "preprocess.md").read_text()

@@ -3,7 +3,7 @@
 One export (android-arm64 with fewer validation items, the `exported` fixture in conftest.py) is shared; each test then
 checks a contract on it: every exported part against the eager model on real ShapesVQA images
 within its scheme's tolerance, KV-cache decoding against full-sequence eager logits, transformers.js on
-every ONNX dtype, checksums, corrupt files, and the report and gate. (The stock ExecuTorch runner:
+every ONNX dtype, onnxruntime-web's WASM backend, checksums, corrupt files, and the report and gate. (The stock ExecuTorch runner:
 test_runtime_snippets.py, in a fresh process as a user runs it.)
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from vlsi_edge.validate.report import gate
 from vlsi_edge.families import chat_messages
 from vlsi_edge.zoo import load_model
 
-from conftest import run_transformers_js
+from conftest import JS_DIR, NODE, run_transformers_js
 
 # Max relative L2 error of a part's output vs eager, by precision (measured: fp32 ~3e-5, int8 ~0.03,
 # int4 ~0.09 at most on the toy student).
@@ -168,6 +169,53 @@ def test_transformers_js_runs_the_export_directory_like_our_runner(exported, nod
         out = ours.generate(batch["input_ids"].numpy(), batch["pixel_values"].numpy(), eos)
         expected.append(tokenizer.decode(out.tokens, skip_special_tokens=True).strip())
     assert answers == expected
+
+
+@pytest.mark.parametrize("dtype", ["q8", "q4", "uint8", "fp16", "q4f16"])
+def test_every_graph_runs_on_onnxruntime_web_wasm_like_onnxruntime(exported, node_modules, tmp_path, dtype):
+    """The browser's backend: onnxruntime-web's WASM build (tests/js/wasm_run.mjs, in Node; transformers.js itself
+    offers WASM only in a browser) runs each graph of the dtype on a real image and prompt, outputs within float
+    tolerance of onnxruntime's CPU kernels on the same graph — its kernels cover every op we emit."""
+    import onnxruntime as ort
+
+    result, zoo = exported
+    files = next(a["files"] for a in load_manifest(result.out_dir)["artifacts"].values()
+                 if a.get("transformers_js_dtype") == dtype)
+    batch = _inputs(zoo)[0]
+    ids = batch["input_ids"].numpy().astype(np.int64)
+    graphs = {g: str(result.out_dir / files[g]["path"]) for g in files}
+    sessions = {g: ort.InferenceSession(path, providers=["CPUExecutionProvider"]) for g, path in graphs.items()}
+    vision = sessions["vision_encoder"]
+    decoder_inputs = {i.name: i for i in sessions["decoder_model_merged"].get_inputs()}
+    embeds = sessions["embed_tokens"].run(None, {"input_ids": ids})[0]
+    feeds = {
+        "vision_encoder": {"pixel_values": batch["pixel_values"].numpy().reshape(vision.get_inputs()[0].shape)},
+        "embed_tokens": {"input_ids": ids},
+        "decoder_model_merged": {
+            "inputs_embeds": embeds, "attention_mask": np.ones_like(ids), "position_ids": np.arange(ids.shape[1])[None],
+            **{n: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32) for n, i in decoder_inputs.items()
+               if n.startswith("past_key_values.")}},
+    }
+    jobs = []
+    for graph, inputs in feeds.items():
+        (tmp_path / graph).mkdir()
+        job = {"model": graphs[graph], "out": str(tmp_path / graph), "inputs": {}}
+        for name, array in inputs.items():
+            array.tofile(tmp_path / graph / f"in-{name}.bin")
+            job["inputs"][name] = {"type": str(array.dtype), "dims": list(array.shape),
+                                   "file": str(tmp_path / graph / f"in-{name}.bin")}
+        jobs.append(job)
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    proc = subprocess.run([NODE, "wasm_run.mjs", str(tmp_path / "jobs.json")], cwd=JS_DIR, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for graph, inputs in feeds.items():
+        expected = sessions[graph].run(None, inputs)
+        for output, want in zip(sessions[graph].get_outputs(), expected):
+            meta = json.loads((tmp_path / graph / f"{output.name}.json").read_text())
+            got = np.fromfile(tmp_path / graph / f"{output.name}.bin", np.float32).reshape(meta["dims"])
+            scale = float(np.abs(want).max()) or 1.0
+            np.testing.assert_allclose(got, want, atol=2e-3 * scale, rtol=0, err_msg=f"{graph}: {output.name}")
 
 
 def test_runners_refuse_tampered_truncated_and_corrupt_files(exported, tmp_path):

@@ -197,3 +197,28 @@ def test_llava_resize_rule_is_what_its_processor_does():
 
     processor.image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size=size)
     assert family.image_resize_rule(processor) == "shortest_edge_then_center_crop"
+
+
+def test_a_pinned_qwen2_vl_processor_gives_every_image_the_programs_grid():
+    """min = max pixels alone keeps the aspect ratio (150x112 -> a 2x4 grid at 64 px); the export's processor
+    stretches any image to size x size first, so every image is the one grid the programs take."""
+    from PIL import Image
+
+    from vlsi_edge.config import ConfigError
+    from vlsi_edge.deploy.pipeline import fixed_input
+
+    family = get_family("qwen2_vl")
+    processor = family.build_processor(tiny_tokenizer("qwen2_vl"), TINY)
+    probe = Image.new("RGB", (TINY.image_size, TINY.image_size), (200, 30, 30))
+    stock = processor.image_processor(images=[Image.new("RGB", (150, 112))], return_tensors="pt")
+    assert stock["image_grid_thw"].tolist() == [[1, 2, 4]]  # the stock processor, pinned to 64 x 64 pixels
+    for size in (TINY.image_size, 32, 96):
+        fixed, got = fixed_input(family, processor, probe, size if size != TINY.image_size else None)
+        assert got == size
+        assert fixed.image_processor.size == {"shortest_edge": size * size, "longest_edge": size * size}
+        for dims in ((150, 112), (61, 97), (size, size)):
+            out = family.process(fixed, [Image.new("RGB", dims, (10, 200, 30))], [family.prompt("?")])
+            assert out["image_grid_thw"].tolist() == [[1, size // 16, size // 16]], dims
+    with pytest.raises(ConfigError, match=r"image_size: 48 is not a multiple of patch_size \* merge_size = 32"):
+        fixed_input(family, processor, probe, 48)
+    assert processor.image_processor.size["shortest_edge"] == TINY.image_size ** 2  # the caller's is not changed

@@ -5,6 +5,7 @@
     python -m vlsi_edge.bench runtime                 # eager vs ExecuTorch vs onnxruntime (+ llama.cpp)
     python -m vlsi_edge.bench train-cost              # one interaction / final-KD / SFT step: time, memory
     python -m vlsi_edge.bench probe --model zoo:teacher   # per-layer verbalizer accuracy: pick target layers
+    python -m vlsi_edge.bench preprocess --export DIR  # the export's Python processor vs transformers.js, resized images
 
 Each writes <name>.json, <name>.md (the table, with this command) and a plot into --out.
 """
@@ -50,6 +51,10 @@ def parse_args(argv):
     probe.add_argument("--steps", type=whole_number(1), default=300, help="verbalizer training steps (batch 32)")
     probe.add_argument("--items", type=whole_number(1), default=500, help="ShapesVQA val items scored")
     probe.add_argument("--seed", type=whole_number(0), default=0)
+    pre = sub.add_parser("preprocess", help="the export's Python processor vs transformers.js on resized images")
+    pre.add_argument("--export", type=Path, required=True, help="an export directory (python -m vlsi_edge.export)")
+    pre.add_argument("--items", type=whole_number(1), default=100, help="ShapesVQA test items, each resized")
+    pre.add_argument("--dtype", default="fp32", help="transformers.js dtype of the ONNX graphs both paths run")
     cost = sub.add_parser("train-cost", help="one interaction / final-KD / SFT step on the toy pair")
     cost.add_argument("--steps", type=whole_number(1), default=20)
     cost.add_argument("--warmup", type=whole_number(0), default=3)
@@ -83,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         result = probe.run(args.out, args.model, command, family_name=args.family, steps=args.steps,
                            items=args.items, seed=args.seed)
         print(probe.markdown(result, command))
+    elif args.command == "preprocess":
+        from vlsi_edge.benchmarks import preprocess
+
+        result = preprocess.run(args.out, args.export, args.items, args.dtype, command)
+        print(preprocess.markdown(result))
     elif args.command == "train-cost":
         from vlsi_edge.benchmarks import training_cost
 

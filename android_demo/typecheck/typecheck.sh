@@ -4,6 +4,8 @@
 # 1.5 APIs it calls (stubs/: copied signatures, no behaviour). This catches syntax and type errors and
 # calls to LlmModule methods that do not exist; it is not an Android build (see README.md).
 # Needs kotlinc (Debian: apt-get install kotlin, 1.3; the app itself targets Kotlin 2.0) and a JDK.
+# Extra .kt files given as arguments are compiled with the app (the docs/EXPORT.md snippet, by the tests).
+#   android_demo/typecheck/typecheck.sh [extra.kt ...]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 core_classpath=$("$here/../core/build.sh")
@@ -14,7 +16,7 @@ mkdir -p "$out/stubs" "$out/app"
 javac -d "$out/stubs" $(find "$here/stubs" -name '*.java' -not -path '*/appcompat/*')
 kotlinc -nowarn -cp "$out/stubs" $(find "$here/stubs" -name '*.kt') -d "$out/stubs" 2>&1 | grep -v '^OpenJDK' || true
 javac -cp "$out/stubs" -d "$out/stubs" $(find "$here/stubs" -path '*/appcompat/*' -name '*.java')
-kotlinc -nowarn -cp "$out/stubs:$core_classpath" $(find "$here/../app/src/main/java" -name '*.kt') -d "$out/app" 2>&1 \
+kotlinc -nowarn -cp "$out/stubs:$core_classpath" $(find "$here/../app/src/main/java" -name '*.kt') "$@" -d "$out/app" 2>&1 \
   | { grep -v '^OpenJDK' || true; } | tee "$out/log"
 if grep -q 'error:' "$out/log" || [[ ! -f "$out/app/org/vlsiedge/demo/MainActivity.class" ]]; then
   echo "typecheck: FAILED" >&2

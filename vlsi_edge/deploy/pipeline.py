@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -85,11 +85,11 @@ def fixed_input(family: Family, processor, probe: Image.Image, wanted: int | Non
     fixed = family.fixed_processor(processor, size)
     for image in (probe, probe.resize((size * 3 // 2 + 1, max(1, size // 2 + 1)))):  # square and odd-sized
         got = image_size_of(family, fixed, image)
+        if got != size and wanted is not None and got == natural:
+            raise ConfigError(f"image_size: {size}: this {family.name} model takes {natural} px images only (its vision "
+                              f"tower's size; the processor resizes every image to it); leave image_size unset")
         if got != size:
-            raise ConfigError(f"image_size: {size}: the {family.name} processor of this model resizes a "
-                              f"{image.width}x{image.height} image to {got} px; its vision tower takes {natural} only"
-                              if wanted is not None else
-                              f"{family.name}: the processor resizes a {image.width}x{image.height} image to {got} px, "
+            raise ConfigError(f"{family.name}: the processor resizes a {image.width}x{image.height} image to {got} px, "
                               f"not {size}; the exported programs would not take it")
     return fixed, size
 
@@ -198,18 +198,18 @@ def export_programs(source: Source, target: TargetConfig, out_dir: Path) -> dict
     """Export `source` for `target` into the empty directory out_dir: programs, Hugging Face files, the app's
     golden inputs and manifest.json (returned). `vlsi_edge.export.export_target` stages, validates and moves it."""
     family = family_of(source.model_dir)
-    try:
-        model = family.load(source.model_dir, torch.float32).eval()
-        processor = family.load_processor(source.model_dir)
-    except Exception as e:  # noqa: BLE001 - whatever the loaders raise, the directory is what is wrong
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"{source.model_dir}: cannot load the model or its processor ({type(e).__name__}: {first}); "
-                          "is it a complete save_pretrained directory?") from None
+    processor = family.load_processor(source.model_dir)  # ConfigError naming the directory
     tokenizer = family.tokenizer(processor)
     probe = ShapesVQA("test", size=1, config=source.data)[0].image
     processor, size = fixed_input(family, processor, probe, target.image_size)
     prompt = prompt_spec(family, processor, probe)
-    check_context(prompt, target)
+    check_context(prompt, target)  # all of the target checked before the weights load
+    try:
+        model = family.load(source.model_dir, torch.float32).eval()
+    except Exception as e:  # noqa: BLE001 - whatever the loaders raise, the directory is what is wrong
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{source.model_dir}: cannot load the model ({type(e).__name__}: {first}); "
+                          "is it a complete save_pretrained directory?") from None
 
     write_hf_files(model, family, processor, out_dir, target.max_new_tokens)
     parts = split_model(model, family, size, max_cache_len=target.max_context_len)
@@ -231,6 +231,7 @@ def export_programs(source: Source, target: TargetConfig, out_dir: Path) -> dict
         "target": target.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
+        "data": asdict(source.data),  # the ShapesVQA world the programs are validated on
         "image": image_spec(family, processor, size),
         "prompt": prompt,
         "tokens": {
