@@ -67,14 +67,15 @@ def export_target(source, target: TargetConfig, out_dir: Path, validate: bool = 
     (reports included, whatever the gate says), so an interrupted export never leaves a half-written
     directory and never damages the previous export.
     """
-    from vlsi_edge.deploy.pipeline import export_programs
+    from vlsi_edge.deploy.pipeline import export_programs, plan_export
     from vlsi_edge.validate.run import summary, validate_export
 
     check_destination(out_dir, overwrite)
     start = time.perf_counter()
+    plan = plan_export(source, target)  # bad target settings are refused before anything is written
     report = None
     with atomic.staged_dir(out_dir) as staging:
-        manifest = export_programs(source, target, staging)
+        manifest = export_programs(source, target, staging, plan)
         if validate:
             report = validate_export(staging, source.model_dir, source.data, target, command)
             manifest["validation"] = summary(report)

@@ -31,7 +31,7 @@ from vlsi_edge import atomic
 from vlsi_edge.contracts.manifest import load_manifest
 from vlsi_edge.data import ShapesConfig, ShapesVQA, VQASample
 from vlsi_edge.data.scoring import normalize_answer, score
-from vlsi_edge.errors import ConfigError
+from vlsi_edge.config import ConfigError
 from vlsi_edge.families import build_batch, chat_messages
 from vlsi_edge.families.sources import family_of
 from vlsi_edge.runtime import OnnxVLM

@@ -194,16 +194,35 @@ def image_spec(family: Family, processor, size: int) -> dict:
 # ------------------------------------------------------------------------------------------------
 
 
-def export_programs(source: Source, target: TargetConfig, out_dir: Path) -> dict:
-    """Export `source` for `target` into the empty directory out_dir: programs, Hugging Face files, the app's
-    golden inputs and manifest.json (returned). `vlsi_edge.export.export_target` stages, validates and moves it."""
+@dataclass
+class Plan:
+    """What an export of a source for a target will feed its programs, settled before anything is written."""
+
+    family: Family
+    processor: object  # the processor the export ships (pinned to `size`)
+    size: int          # the programs' square image size
+    prompt: dict       # the manifest's prompt segments
+
+
+def plan_export(source: Source, target: TargetConfig) -> Plan:
+    """Load the processor and check the target against it (image size, context length): a ConfigError here
+    comes before a weight is loaded or a file written."""
     family = family_of(source.model_dir)
     processor = family.load_processor(source.model_dir)  # ConfigError naming the directory
-    tokenizer = family.tokenizer(processor)
     probe = ShapesVQA("test", size=1, config=source.data)[0].image
     processor, size = fixed_input(family, processor, probe, target.image_size)
     prompt = prompt_spec(family, processor, probe)
-    check_context(prompt, target)  # all of the target checked before the weights load
+    check_context(prompt, target)
+    return Plan(family, processor, size, prompt)
+
+
+def export_programs(source: Source, target: TargetConfig, out_dir: Path, plan: Plan | None = None) -> dict:
+    """Export `source` for `target` into the empty directory out_dir: programs, Hugging Face files, the app's
+    golden inputs and manifest.json (returned). `vlsi_edge.export.export_target` plans, stages, validates and
+    moves it."""
+    plan = plan or plan_export(source, target)
+    family, processor, size, prompt = plan.family, plan.processor, plan.size, plan.prompt
+    tokenizer = family.tokenizer(processor)
     try:
         model = family.load(source.model_dir, torch.float32).eval()
     except Exception as e:  # noqa: BLE001 - whatever the loaders raise, the directory is what is wrong
