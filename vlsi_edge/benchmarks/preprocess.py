@@ -108,6 +108,8 @@ def run(out_dir: Path, export_dir: Path, items: int, dtype: str, command: str, j
             })
     python_answers = [r["python_answer"] for r in rows]
     js_answers = [r["js_answer"] for r in rows]
+    right = [(score([a], [x])["correct"], score([b], [x])["correct"]) for a, b, x in zip(python_answers, js_answers, samples)]
+    equal = sum(normalize_answer(a) == normalize_answer(b) for a, b in zip(python_answers, js_answers))
     result = {
         "export": str(export_dir), "family": family.name, "artifact": artifact, "dtype": dtype, "items": items,
         "image_size": size, "command": command,
@@ -115,7 +117,8 @@ def run(out_dir: Path, export_dir: Path, items: int, dtype: str, command: str, j
         "mean_diff": float(np.mean([r["mean_diff"] for r in rows])),
         "max_levels": max(r["max_levels"] for r in rows),
         "median_max_levels": float(np.median([r["max_levels"] for r in rows])),
-        "agreement": float(np.mean([normalize_answer(a) == normalize_answer(b) for a, b in zip(python_answers, js_answers)])),
+        "agreement": equal / items, "agreement_95": wilson(equal, items),
+        "only_python_right": sum(a and not b for a, b in right), "only_js_right": sum(b and not a for a, b in right),
         "control_equal": sum(r["control_answer"] == r["js_answer"] for r in rows),
         "python_accuracy": score(python_answers, samples)["accuracy"],
         "js_accuracy": score(js_answers, samples)["accuracy"],
@@ -124,6 +127,14 @@ def run(out_dir: Path, export_dir: Path, items: int, dtype: str, command: str, j
     atomic.write_json(out_dir / "preprocess.json", result)
     atomic.write_text(out_dir / "preprocess.md", markdown(result))
     return result
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval of a proportion k / n."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [float(centre - half), float(centre + half)]
 
 
 def markdown(r: dict) -> str:
@@ -138,8 +149,10 @@ def markdown(r: dict) -> str:
         f"| pixel difference, max over items (normalized units; 8-bit levels) | {r['max_diff']:.3f}; {r['max_levels']:.0f} |",
         f"| pixel difference, median of per-item max | {r['median_max_diff']:.3f}; {r['median_max_levels']:.0f} |",
         f"| pixel difference, mean | {r['mean_diff']:.4f} |",
-        f"| answers equal (Python pixels vs transformers.js) | {r['agreement']:.3f} ({round(r['agreement'] * n)}/{n}) |",
-        f"| accuracy: Python processor / transformers.js | {r['python_accuracy']:.3f} / {r['js_accuracy']:.3f} |",
+        f"| answers equal (Python pixels vs transformers.js) | {r['agreement']:.3f} ({round(r['agreement'] * n)}/{n}; "
+        f"95% {r['agreement_95'][0]:.3f}-{r['agreement_95'][1]:.3f}) |",
+        f"| accuracy: Python processor / transformers.js | {r['python_accuracy']:.3f} / {r['js_accuracy']:.3f} "
+        f"(right only with Python: {r['only_python_right']}, only with transformers.js: {r['only_js_right']}) |",
         f"| control: our runner on transformers.js' pixels gives its answer | {r['control_equal']}/{n} |",
         "",
     ])
