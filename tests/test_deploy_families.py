@@ -132,3 +132,23 @@ def test_vision_attention_lowers_whole_to_xnnpack(tiny):
     assert not left & {"aten_any_dim", "aten_where_self", "aten_logical_not_default", "aten__safe_softmax_default"}, left
     x = torch.randn_like(parts.vision_encoder.example_pixel_values())
     torch.testing.assert_close(program.module()(x), parts.vision_encoder(x), atol=1e-4, rtol=1e-4)
+
+
+def test_llava_image_encoder_quantizes_and_exports_past_an_unused_pooling_head():
+    """SigLIP towers can carry an attention-pooling head (the tiny config does) that LLaVA never reads; its
+    nn.MultiheadAttention cannot run with a quantized out_proj, so the export's encoder skips it (8da8w image
+    encoder, as every profile sets)."""
+    from executorch.extension.llm.export.quantize import quantize_model_
+
+    family = get_family("llava")
+    torch.manual_seed(0)
+    model = family.load(family.tiny_config(tiny_tokenizer("llava"), TINY)).eval()
+    assert model.model.vision_tower.use_head
+    encoder = family.vision_encoder(model, TINY.image_size).eval()
+    pixels = torch.randn(1, 3, TINY.image_size, TINY.image_size)
+    with torch.no_grad():
+        expected = model.get_image_features(pixel_values=pixels).pooler_output[0]
+        quantize_model_(encoder, qlinear_config="8da8w", qlinear_group_size=0)
+        got = torch.export.export(encoder, (pixels,)).module()(pixels)[0]
+    assert model.model.vision_tower.use_head  # restored after tracing
+    assert torch.nn.functional.cosine_similarity(got.flatten(), expected.flatten(), dim=0) > 0.99

@@ -102,7 +102,17 @@ class LlavaVisionEncoder(nn.Module):
         return torch.zeros(1, 3, self.image_size, self.image_size)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.tower(pixel_values, output_hidden_states=True).hidden_states
+        # A SigLIP tower may carry an attention-pooling head (`use_head`) whose output LLaVA never reads; it is
+        # switched off while tracing, because its nn.MultiheadAttention uses out_proj's weight functionally,
+        # which fails once the image encoder's linears are quantized (8da8w).
+        head = getattr(self.tower, "use_head", False)
+        if head:
+            self.tower.use_head = False
+        try:
+            hidden_states = self.tower(pixel_values, output_hidden_states=True).hidden_states
+        finally:
+            if head:
+                self.tower.use_head = True
         features = torch.cat([hidden_states[i] for i in self.feature_layers], dim=-1)
         if self.drop_cls:
             features = features[:, 1:]
