@@ -37,7 +37,11 @@ QUESTION = "what color is the circle?"
 @pytest.fixture(scope="module", params=["idefics3", "llava", "qwen2_vl"])
 def any_size(request, tmp_path_factory):
     """(family, export dir, manifest, {name: (image path, batch from the export's processor, eager tokens)})."""
-    family = get_family(request.param)
+    return export_tiny(request.param, tmp_path_factory, ["executorch.schemes=[fp32]", "onnx.schemes=[fp32]"])
+
+
+def export_tiny(name: str, tmp_path_factory, overrides: list[str]):
+    family = get_family(name)
     model, processor, _ = load_source(family, "tiny:2")
     # A random model emits byte tokens that are half a UTF-8 character, which the stock runner's Python binding
     # cannot return as text (UnicodeDecodeError): it speaks whole ASCII tokens only here (zero logits otherwise).
@@ -48,8 +52,7 @@ def any_size(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"any_image_{family.name}")
     model.save_pretrained(root / "model")
     processor.save_pretrained(root / "model")
-    target = load_target("android-arm64", ["executorch.schemes=[fp32]", "onnx.schemes=[fp32]",
-                                           f"max_new_tokens={MAX_NEW_TOKENS}"])
+    target = load_target("android-arm64", [*overrides, f"max_new_tokens={MAX_NEW_TOKENS}"])
     out = root / "export"
     out.mkdir()
     data = ShapesConfig(image_size=64)
@@ -155,3 +158,18 @@ def test_preprocess_bench_measures_the_two_paths(node_modules, any_size, tmp_pat
     assert {tuple(r["size"]) for r in result["rows"]} != {(manifest["image"]["size"],) * 2}
     assert json.loads((tmp_path / "preprocess.json").read_text())["items"] == 3
     assert "transformers.js" in (tmp_path / "preprocess.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["idefics3", "llava"])
+def test_stock_runner_snippet_runs_every_executorch_scheme_on_any_image(tmp_path_factory, tmp_path, name):
+    """Every ExecuTorch scheme of the profile (fp32, 8da8w, 8da4w; int8 image encoder) through the stock runner
+    snippet, as our runner runs the same program (about 2 minutes of lowering per family: opt-in, -m slow)."""
+    family, out, manifest, images = export_tiny(name, tmp_path_factory, ["onnx.schemes=[fp32]"])
+    path, batch, _, _ = images["odd"]
+    for artifact in ("executorch-fp32", "executorch-8da8w", "executorch-8da4w"):
+        ours = ExecuTorchVLM.from_manifest(out, artifact).generate(
+            batch["input_ids"].numpy(), batch["pixel_values"].numpy(), eos(manifest), MAX_NEW_TOKENS)
+        printed = run_doc_snippet("Python: ExecuTorch's stock `MultimodalRunner`", "python",
+                                  [str(out), str(path), QUESTION, artifact], tmp_path)
+        assert printed == text(family, out, ours.tokens, skip_special_tokens=False), artifact
