@@ -84,9 +84,18 @@ def test_report_has_every_metric_and_fp32_programs_match_the_float_student(expor
         assert row["encode_ms"] > 0 and row["first_token_ms"] >= row["encode_ms"] and row["decode_tokens_per_s"] > 0
         assert row["peak_rss_mb"] > 10 and row["bytes"] > 0
         assert row["gate"]["passed"] == (row["gate"]["loss_points"] <= row["gate"]["threshold_points"])
+        # The paired loss counts the items only one of the two got right: the same number as the accuracies' gap.
+        paired = row["paired"]
+        assert paired["loss_points"] == pytest.approx(row["gate"]["loss_points"], abs=0.02)
+        assert paired["loss_95"][0] <= paired["loss_points"] <= paired["loss_95"][1]
+        assert row["accuracy_95"][0] <= row["accuracy"] <= row["accuracy_95"][1]
+        assert set(row["per_family"]) == set(rows["float (PyTorch eager)"]["per_family"])
+        # Items this program answers differently from the float model bound the paired loss.
+        assert paired["float_only"] + paired["program_only"] <= round((1 - row["agreement"]) * report["items"])
     for name in ("executorch-fp32", "onnx-fp32"):
         assert rows[name]["agreement"] == 1.0 and rows[name]["accuracy"] == report["float_accuracy"]
         assert rows[name]["first_token_kl"] < 1e-6
+        assert rows[name]["paired"]["loss_95"] == [0.0, 0.0]
     assert rows["onnx-int4"]["bytes"] < rows["onnx-int8"]["bytes"] < rows["onnx-fp32"]["bytes"]
     assert rows["executorch-8da4w"]["bytes"] < rows["executorch-fp32"]["bytes"]
     assert "| executorch-8da4w | 8da4w |" in (result.out_dir / "report.md").read_text()

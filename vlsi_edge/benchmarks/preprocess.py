@@ -35,6 +35,7 @@ from vlsi_edge.config import ConfigError
 from vlsi_edge.families import build_batch, chat_messages
 from vlsi_edge.families.sources import family_of
 from vlsi_edge.runtime import OnnxVLM
+from vlsi_edge.validate.stats import wilson
 
 log = logging.getLogger(__name__)
 JS_DIR = Path(__file__).resolve().parents[2] / "tests" / "js"
@@ -127,14 +128,6 @@ def run(out_dir: Path, export_dir: Path, items: int, dtype: str, command: str, j
     atomic.write_json(out_dir / "preprocess.json", result)
     atomic.write_text(out_dir / "preprocess.md", markdown(result))
     return result
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
-    """95% Wilson score interval of a proportion k / n."""
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [float(centre - half), float(centre + half)]
 
 
 def markdown(r: dict) -> str:

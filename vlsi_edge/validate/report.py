@@ -11,8 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vlsi_edge import atomic  # noqa: E402
-from vlsi_edge.data.scoring import normalize_answer, score  # noqa: E402
+from vlsi_edge.data.scoring import exact_match, normalize_answer, score  # noqa: E402
 from vlsi_edge.validate.inputs import Reference  # noqa: E402
+from vlsi_edge.validate.stats import paired_loss, wilson  # noqa: E402
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -27,12 +28,18 @@ def first_token_kl(reference: np.ndarray, logits: np.ndarray) -> float:
 
 
 def metrics(run: dict, answers: list[str], reference: Reference) -> dict:
-    """Accuracy, agreement with the float answers, first-token KL and timings of one worker run."""
-    accuracy = score(answers, reference.samples)["accuracy"]
+    """Accuracy (with its 95% interval and per question family), the paired loss against the float answers on the
+    same items, agreement with them, first-token KL and timings of one worker run."""
+    scored = score(answers, reference.samples)
     agree = np.mean([normalize_answer(a) == normalize_answer(b) for a, b in zip(answers, reference.answers)])
     steps, decode_s = run["decode_steps"].sum(), run["decode_s"].sum()
+    right = [exact_match(a, s.answer) for a, s in zip(answers, reference.samples)]
+    float_right = [exact_match(a, s.answer) for a, s in zip(reference.answers, reference.samples)]
     return {
-        "accuracy": round(float(accuracy), 4),
+        "accuracy": round(float(scored["accuracy"]), 4),
+        "accuracy_95": [round(v, 4) for v in wilson(scored["correct"], scored["total"])],
+        "per_family": {f: round(v["accuracy"], 4) for f, v in scored["per_family"].items()},
+        "paired": paired_loss(float_right, right),
         "agreement": round(float(agree), 4),
         "first_token_kl": float(f"{first_token_kl(reference.first_logits, run['first_logits']):.3g}"),
         "encode_ms": round(1000 * float(np.median(run["encode_s"])), 3),
@@ -51,7 +58,7 @@ def gate(row: dict, float_accuracy: float, threshold: float) -> dict:
 
 
 COLUMNS = [
-    ("artifact", "artifact"), ("scheme", "scheme"), ("accuracy", "accuracy"), ("loss", "loss (pts)"),
+    ("artifact", "artifact"), ("scheme", "scheme"), ("accuracy", "accuracy [95%]"), ("loss", "loss (pts) [95%, paired]"),
     ("agreement", "agreement"), ("first_token_kl", "1st-token KL"), ("encode_ms", "encode ms"),
     ("first_token_ms", "TTFT ms"), ("decode_tokens_per_s", "decode tok/s"), ("peak_rss_mb", "peak RSS MB"),
     ("size", "size"), ("gate", "gate"),
@@ -61,7 +68,10 @@ COLUMNS = [
 def _cell(row: dict, key: str) -> str:
     if key == "loss":
         loss = row.get("gate", {}).get("loss_points")
-        return "" if loss is None else f"{loss:+.1f}"
+        if loss is None:
+            return ""
+        low, high = row["paired"]["loss_95"]
+        return f"{loss:+.1f} [{low:+.1f}, {high:+.1f}]"
     if key == "size":
         return f"{row['bytes'] / 1e6:.2f} MB" if row.get("bytes") else ""
     if key == "gate":
@@ -71,6 +81,8 @@ def _cell(row: dict, key: str) -> str:
     value = row.get(key)
     if value is None:
         return ""
+    if key == "accuracy" and row.get("accuracy_95"):
+        return f"{value:.3f} [{row['accuracy_95'][0]:.3f}, {row['accuracy_95'][1]:.3f}]"
     if key in ("accuracy", "agreement"):
         return f"{value:.3f}"
     return f"{value:g}" if isinstance(value, (int, float)) else str(value)
@@ -92,9 +104,12 @@ def markdown(report: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     errors = [f"- `{row['artifact']}` failed to run: {row['error']}" for row in report["rows"] if row.get("error")]
     lines += ["", *errors] if errors else []
+    lines += ["", *per_family_table(report["rows"])]
     lines += [
         "",
-        "accuracy: exact match on the test items through the artifact's own runtime; agreement: same "
+        "accuracy: exact match on the test items through the artifact's own runtime, with its 95% Wilson "
+        "interval; loss: accuracy points lost against the float student on the same items, with a 95% paired "
+        "bootstrap interval (only items where the two differ count); agreement: same "
         "normalised answer as the float student; 1st-token KL: mean KL(float || program) of the first "
         "answer token; encode / TTFT (image in -> first token): medians; decode tok/s: all decode steps / "
         "their time; peak RSS: the runtime's whole process.",
@@ -103,6 +118,18 @@ def markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def per_family_table(rows: list[dict]) -> list[str]:
+    """Accuracy per question family and artifact (where the points went)."""
+    rows = [r for r in rows if r.get("per_family")]
+    if not rows:
+        return []
+    families = list(rows[0]["per_family"])
+    lines = ["| artifact | " + " | ".join(families) + " |", "|" + "---|" * (len(families) + 1)]
+    for r in rows:
+        lines.append(f"| {r['artifact']} | " + " | ".join(f"{r['per_family'].get(f, 0):.3f}" for f in families) + " |")
+    return lines
 
 
 def plot(report: dict):
