@@ -65,3 +65,33 @@ def test_onnx_graphs_answer_like_the_eager_model(student, tmp_path):
             full = zoo.model(input_ids=input_ids, pixel_values=pixels.unsqueeze(1)).logits[0, -1]
         torch.testing.assert_close(torch.from_numpy(first_logits), full, atol=1e-4, rtol=1e-4)
         assert tokenizer.decode(ids, skip_special_tokens=True).strip() == expected
+
+
+def test_int4_accuracy_level_sets_the_matmulnbits_compute_type(student, tmp_path):
+    """onnx.accuracy_level: every MatMulNBits carries it (4: int8 activations), and the int8-compute graph answers
+    as the fp32-compute one within int8 activation error (first-token logits; greedy answers)."""
+    import numpy as np
+    import onnx
+
+    from vlsi_edge.deploy.onnx_export import export_onnx
+    from vlsi_edge.deploy.quantize import quantize_onnx
+    from vlsi_edge.runtime import OnnxVLM
+
+    zoo, samples, _ = student
+    export_onnx(zoo.model, zoo.family, zoo.card["spec"]["image_size"], tmp_path / "a")
+    export_onnx(zoo.model, zoo.family, zoo.card["spec"]["image_size"], tmp_path / "b")
+    plain = quantize_onnx(tmp_path / "a" / "onnx", "int4", 32)
+    int8 = quantize_onnx(tmp_path / "b" / "onnx", "int4", 32, accuracy_level=4)
+    for paths, level in ((plain, None), (int8, 4)):
+        nodes = [n for n in onnx.load(paths["decoder_model_merged"]).graph.node if n.op_type == "MatMulNBits"]
+        assert nodes and all({a.name: a.i for a in n.attribute}.get("accuracy_level") == level for n in nodes)
+    eos = zoo.family.tokenizer(zoo.processor).convert_tokens_to_ids(zoo.family.eos_token)
+    runners = [OnnxVLM(paths, zoo.model.config.image_token_id) for paths in (plain, int8)]
+    same = 0
+    for sample in samples:
+        input_ids, pixels = _prompt(zoo, sample)
+        a, b = (r.generate(input_ids.numpy(), pixels.numpy(), eos) for r in runners)
+        scale = float(np.abs(a.first_logits).max())
+        np.testing.assert_allclose(b.first_logits, a.first_logits, atol=0.05 * scale)
+        same += a.tokens == b.tokens
+    assert same >= len(samples) - 2

@@ -321,12 +321,14 @@ def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path
     for scheme in target.onnx.schemes:
         progress.set_postfix_str(f"onnx-{scheme}")
         t = time.perf_counter()
-        paths = fp32 if scheme == "fp32" else quantize_onnx(staging / "onnx", scheme, target.onnx.block_size)
+        paths = fp32 if scheme == "fp32" else quantize_onnx(staging / "onnx", scheme, target.onnx.block_size,
+                                                            target.onnx.accuracy_level)
         if scheme != "fp32":
             timings[f"onnx-{scheme}"] = round(time.perf_counter() - t, 1)
         quantization = ONNX_QUANTIZATION.get(scheme)
         if scheme in ("int4", "q4f16"):
-            quantization = {**quantization, "block_size": target.onnx.block_size}
+            quantization = {**quantization, "block_size": target.onnx.block_size,
+                            "accuracy_level": target.onnx.accuracy_level}
         artifacts[f"onnx-{scheme}"] = {
             "runtime": "onnx", "scheme": scheme, "precision": PRECISION[scheme], "quantization": quantization,
             "transformers_js_dtype": {"int4": "q4"}.get(scheme, scheme),

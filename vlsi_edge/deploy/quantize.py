@@ -59,8 +59,9 @@ def quantize_parts(parts: Parts, scheme: str, target: ExecutorchTarget) -> dict:
     return recipe
 
 
-def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int) -> dict[str, Path]:
-    """Write the `scheme` variants of the three fp32 graphs beside them; returns their paths by graph name."""
+def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int, accuracy_level: int = 0) -> dict[str, Path]:
+    """Write the `scheme` variants of the three fp32 graphs beside them; returns their paths by graph name.
+    accuracy_level: the int4 MatMulNBits compute type (0: unset)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
@@ -81,6 +82,7 @@ def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int) -> dict[st
                 atomic.write_bytes(out, staged.read_bytes())
         elif scheme in ("int4", "q4f16"):
             config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True,
+                                                  accuracy_level=accuracy_level or None,
                                                   op_types_to_quantize=("MatMul", "Gather"),
                                                   quant_axes=(("MatMul", 0), ("Gather", 1)))
             quantizer = MatMulNBitsQuantizer(onnx.load(source), algo_config=config)

@@ -62,6 +62,10 @@ class OnnxTarget:
         "'_uint8', int4 '_q4', q4f16 '_q4f16' (fp16 and q4f16: WebGPU's)"
     )
     block_size: int = option(32, "int4 (MatMulNBits) block size: a power of two >= 16")
+    accuracy_level: Literal[0, 1, 2, 3, 4] = option(
+        0, "int4 MatMulNBits compute type (onnxruntime's accuracy_level): 0 unset (fp32 activations), 1 fp32, "
+        "2 fp16, 3 bf16, 4 int8 activations (dot-product / VNNI CPUs; what onnxruntime-genai's CPU builder sets)"
+    )
 
     def __post_init__(self):
         if self.block_size < 16 or self.block_size & (self.block_size - 1):
