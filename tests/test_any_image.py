@@ -173,3 +173,11 @@ def test_stock_runner_snippet_runs_every_executorch_scheme_on_any_image(tmp_path
         printed = run_doc_snippet("Python: ExecuTorch's stock `MultimodalRunner`", "python",
                                   [str(out), str(path), QUESTION, artifact], tmp_path)
         assert printed == text(family, out, ours.tokens, skip_special_tokens=False), artifact
+
+
+def test_preprocess_bench_refuses_more_items_than_the_split_has():
+    from vlsi_edge.benchmarks.preprocess import resized_items
+    from vlsi_edge.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--items 1001: the ShapesVQA test split has 1000 items"):
+        resized_items(ShapesConfig(), 96, 1001)

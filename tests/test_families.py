@@ -200,7 +200,7 @@ def test_llava_resize_rule_is_what_its_processor_does():
 
 
 def test_a_pinned_qwen2_vl_processor_gives_every_image_the_programs_grid():
-    """min = max pixels alone keeps the aspect ratio (150x112 -> a 2x4 grid at 64 px); the export's processor
+    """min = max pixels alone keeps the aspect ratio (150x112 -> a 2x4 patch grid at 64 px, not 4x4); the export's processor
     stretches any image to size x size first, so every image is the one grid the programs take."""
     from PIL import Image
 

@@ -30,7 +30,7 @@ import numpy as np
 from vlsi_edge import atomic
 from vlsi_edge.contracts.manifest import load_manifest
 from vlsi_edge.data import ShapesConfig, ShapesVQA, VQASample
-from vlsi_edge.data.scoring import normalize_answer, score
+from vlsi_edge.data.scoring import exact_match, normalize_answer, score
 from vlsi_edge.config import ConfigError
 from vlsi_edge.families import build_batch, chat_messages
 from vlsi_edge.families.sources import family_of
@@ -47,6 +47,8 @@ def resized_items(data: ShapesConfig, size: int, items: int) -> list[VQASample]:
 
     rng = np.random.default_rng(0)
     split = ShapesVQA("test", config=data)
+    if items > len(split):
+        raise ConfigError(f"--items {items}: the ShapesVQA test split has {len(split)} items")
     out = []
     for i in range(items):
         w, h = (int(v) for v in rng.integers(size // 2, 2 * size + 1, size=2))
@@ -109,7 +111,7 @@ def run(out_dir: Path, export_dir: Path, items: int, dtype: str, command: str, j
             })
     python_answers = [r["python_answer"] for r in rows]
     js_answers = [r["js_answer"] for r in rows]
-    right = [(score([a], [x])["correct"], score([b], [x])["correct"]) for a, b, x in zip(python_answers, js_answers, samples)]
+    right = [(exact_match(a, x.answer), exact_match(b, x.answer)) for a, b, x in zip(python_answers, js_answers, samples)]
     equal = sum(normalize_answer(a) == normalize_answer(b) for a, b in zip(python_answers, js_answers))
     result = {
         "export": str(export_dir), "family": family.name, "artifact": artifact, "dtype": dtype, "items": items,

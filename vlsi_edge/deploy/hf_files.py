@@ -57,8 +57,8 @@ def write_hf_files(model: PreTrainedModel, family: Family, processor, out_dir: s
         processor.save_pretrained(staging)
         tokenizer.save_pretrained(staging, save_jinja_files=False)
         preprocessor = json.loads(processor.image_processor.to_json_string())
-        if isinstance(processor, ProcessorMixin) or family.processor_class:
-            preprocessor["processor_class"] = family.processor_class or type(processor).__name__
+        if isinstance(processor, ProcessorMixin):
+            preprocessor["processor_class"] = type(processor).__name__
         write_json(staging / "preprocessor_config.json", family.client_preprocessor(preprocessor, processor))
         config = json.loads((staging / "config.json").read_text())
         write_json(staging / "config.json", family.client_config(config))

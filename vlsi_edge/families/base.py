@@ -169,7 +169,6 @@ class Family:
     pixel_image_axis: ClassVar[bool] = False  # the processor's pixel_values carry an images axis [B, N, 3, H, W]
     # transformers.js' model class merges `image_features` [n, D] (no batch axis) into the embeddings (Qwen2-VL)
     flat_image_features: ClassVar[bool] = False
-    processor_class: ClassVar[str | None] = None  # preprocessor_config.json "processor_class", where not a ProcessorMixin
 
     def client_config(self, config: dict) -> dict:
         """config.json as an export ships it (what clients such as transformers.js read); default: as saved."""

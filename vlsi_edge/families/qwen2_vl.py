@@ -10,7 +10,7 @@ beside CPU torch), so `ImageTextProcessor` below does the processor's image part
 `<|image_pad|>` to the image's token count and mark image tokens in `mm_token_type_ids`.
 
 min = max pixels alone does not fix the grid: the processor keeps the aspect ratio (a 150x112 image
-at 64x64 pixels becomes a 2x4 grid of merged patches, not 4x4). A pinned processor (min = max = S^2, as
+at 64x64 pixels becomes a 2x4 grid of patches — 2 image tokens — not the program's 4x4, 4 tokens). A pinned processor (min = max = S^2, as
 the tiny configs and every export have) therefore first stretches any other image to S x S with its
 own filter, so every image becomes the one grid the exported programs take.
 """
@@ -86,7 +86,6 @@ class Qwen2VLFamily(ChatMLFamily):
     special_tokens = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
     resize_rule = "stretch_to_square_then_patches"  # the program takes flattened patches; not an app input
     flat_image_features = True  # transformers.js' Qwen2VLForConditionalGeneration merges image_features [n, D]
-    processor_class = "Qwen2VLProcessor"
 
     def tiny_config(self, tokenizer, spec: TinySpec) -> Qwen2VLConfig:
         ids = tokenizer.convert_tokens_to_ids
@@ -129,6 +128,10 @@ class Qwen2VLFamily(ChatMLFamily):
 
     def read_processor(self, path):
         return ImageTextProcessor.from_pretrained(path)
+
+    def client_preprocessor(self, preprocessor: dict, processor) -> dict:
+        """Our ImageTextProcessor is not a ProcessorMixin: name the processor class transformers.js should build."""
+        return {**preprocessor, "processor_class": "Qwen2VLProcessor"}
 
     def client_config(self, config: dict) -> dict:
         """The decoder's keys at the top level too, as the released Qwen2-VL config.json has them: transformers.js

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from vlsi_edge.families.parts import Parts, decode
-from vlsi_edge.runtime.loop import greedy
+from vlsi_edge.runtime.loop import fixed_pixels, greedy
 
 
 class EagerRuntime:
@@ -21,8 +21,7 @@ class EagerRuntime:
 
     @torch.no_grad()
     def encode_image(self, pixel_values: np.ndarray) -> np.ndarray:
-        pixels = torch.as_tensor(np.asarray(pixel_values, np.float32)).reshape(self.vision_shape)
-        return self.parts.vision_encoder(pixels).numpy()
+        return self.parts.vision_encoder(torch.from_numpy(fixed_pixels(pixel_values, self.vision_shape))).numpy()
 
     @torch.no_grad()
     def embed(self, ids: np.ndarray) -> np.ndarray:
