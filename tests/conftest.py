@@ -55,9 +55,11 @@ def exported(tmp_path_factory):
     from vlsi_edge.zoo import load_model
 
     out = tmp_path_factory.mktemp("exports") / "student-android-arm64"
-    # int4 embedding here: the shipped profiles use int8 (run by `make demo`), so this covers the other kernel.
+    # int4 embedding and rtn scales here: the shipped profiles use int8 and hqq (run by `make demo`), so this
+    # covers the other kernel and the scales quantization-aware training mimics (tests/test_quant_aware.py).
     target = load_target("android-arm64", ["executorch.schemes=[fp32, 8da4w]", "executorch.embedding=int4",
-                                           "executorch.embedding_group_size=32", "validation.size=60"])
+                                           "executorch.embedding_group_size=32", "executorch.int4_method=rtn",
+                                           "validation.size=60"])
     zoo = load_model("student")
     result = export_target(Source(zoo.path, "student", ShapesConfig(**zoo.card["data"])), target, out)
     return result, zoo

@@ -60,7 +60,7 @@ def check_destination(out_dir: Path, overwrite: bool) -> None:
 
 
 def export_target(source, target: TargetConfig, out_dir: Path, validate: bool = True, command: str = "",
-                  overwrite: bool = False) -> ExportResult:
+                  overwrite: bool = False, allow_quant_mismatch: bool = False) -> ExportResult:
     """Export (`deploy`), then validate (`validate`) `source` for `target` into out_dir.
 
     Everything is written into a staging directory beside out_dir and moved into place at the end
@@ -72,12 +72,12 @@ def export_target(source, target: TargetConfig, out_dir: Path, validate: bool = 
 
     check_destination(out_dir, overwrite)
     start = time.perf_counter()
-    plan = plan_export(source, target)  # bad target settings are refused before anything is written
+    plan = plan_export(source, target, allow_quant_mismatch)  # bad target settings are refused before anything is written
     report = None
     with atomic.staged_dir(out_dir) as staging:
         manifest = export_programs(source, target, staging, plan)
         if validate:
-            report = validate_export(staging, source.model_dir, source.data, target, command)
+            report = validate_export(staging, source.model_dir, source.data, target, command, teacher=source.teacher)
             manifest["validation"] = summary(report)
             write_manifest(staging, manifest)
     return ExportResult(Path(out_dir), manifest, report, time.perf_counter() - start)
@@ -98,6 +98,8 @@ def parse_args(argv):
     parser.add_argument("--out", type=Path, help="export directory (default: exports/<run>-<target>)")
     parser.add_argument("--no-validate", action="store_true", help="export only (no report, no gate)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out when it is an earlier export")
+    parser.add_argument("--allow-quant-mismatch", action="store_true",
+                        help="export 4-bit schemes a quantize-aware student was not trained for (see distill.quantize_aware)")
     logs.add_flag(parser)
     return parser.parse_args(argv)
 
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "vlsi_edge.export", *argv])
     check_destination(out, args.overwrite)  # before minutes of lowering
     result = export_target(source, target, out, validate=not args.no_validate, command=command,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, allow_quant_mismatch=args.allow_quant_mismatch)
     print(f"exported {len(result.manifest['artifacts'])} artifacts to {out} in {result.seconds:.0f} s")
     if result.report is not None:
         print((out / "report.md").read_text())

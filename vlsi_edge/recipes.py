@@ -99,6 +99,11 @@ class DistillConfig:
     chunk_size: int = option(0, "compute KLs over chunks of this many positions (0: all at once)")
     teacher_cache: str | None = option(None, "read step 2's teacher distributions from this --cache-teacher dir")
     cache_top_k: int = option(32, "top-k teacher log-probs stored per position by --cache-teacher")
+    quantize_aware: Literal["8da4w", "int4"] | None = option(
+        None, "train steps 2-3 through the fake quantization of this int4 program (8da4w: ExecuTorch, int4: "
+        "onnxruntime MatMulNBits; vlsi_edge.distill.quant_aware); null: float training"
+    )
+    quantize_group_size: int = option(32, "quantize_aware's weight group (ExecuTorch) / block (ONNX) size")
 
     def __post_init__(self):
         for name in ("student_stride", "teacher_stride"):
@@ -116,6 +121,9 @@ class DistillConfig:
                 raise ConfigError(f"distill.{name}: {getattr(self, name)} must be >= 0")
         if self.chunk_size < 0:
             raise ConfigError(f"distill.chunk_size: {self.chunk_size} must be >= 0 (0: all positions at once)")
+        if self.quantize_group_size < 16 or self.quantize_group_size & (self.quantize_group_size - 1):
+            raise ConfigError(f"distill.quantize_group_size: {self.quantize_group_size} must be a power of two >= 16 "
+                              "(what onnxruntime's MatMulNBits and ExecuTorch's int4 kernels take)")
 
 
 @dataclass
@@ -186,6 +194,10 @@ class RunConfig:
     def __post_init__(self):
         if not 0 <= self.seed < 2**31:  # seed + 1 seeds the student: every generator must take it
             raise ConfigError(f"seed: {self.seed} must be in [0, 2^31)")
+        if self.distill.quantize_aware and self.train.student_training == "lora":
+            raise ConfigError(f"distill.quantize_aware: {self.distill.quantize_aware} needs train.student_training: full "
+                              "(LoRA trains adapters beside the fake-quantized weight, so the merged weight is not the one "
+                              "the program quantizes)")
         d = self.data
         if d.dataset == "shapes" and 0 in (d.labelled, d.unlabelled) and self.seed >= UNLIMITED_SEEDS:
             raise ConfigError(f"seed: {self.seed} must be < {UNLIMITED_SEEDS} with an unlimited ShapesVQA stream "

@@ -29,6 +29,7 @@ from vlsi_edge.deploy.onnx_export import export_onnx
 from vlsi_edge.families.parts import split_model
 from vlsi_edge.deploy.quantize import ONNX_GRAPHS, quantize_onnx, quantize_parts
 from vlsi_edge.deploy.targets import PRECISION, TargetConfig
+from vlsi_edge.distill.quant_aware import RECORD, read_record
 from vlsi_edge.families import Family, build_batch
 from vlsi_edge.families.sources import family_of, model_dir
 
@@ -42,6 +43,12 @@ class Source:
     model_dir: Path
     name: str
     data: ShapesConfig = field(default_factory=ShapesConfig)
+    quantize_aware: dict | None = None  # the student directory's quantize_aware.json (vlsi_edge.distill.quant_aware)
+    teacher: dict | None = None  # the teacher's test accuracy from the training run's report (the report's chain)
+
+    def __post_init__(self):
+        if self.quantize_aware is None:
+            self.quantize_aware = read_record(self.model_dir)
 
 
 def resolve_source(run: Path | None, model: str | None, runs_dir: Path = Path("runs")) -> Source:
@@ -64,7 +71,21 @@ def resolve_source(run: Path | None, model: str | None, runs_dir: Path = Path("r
             return resolve_source(None, "zoo:student")
         run = latest
     finished = RunDir.finished(run)
-    return Source(finished.student_path, finished.path.name, shapes_config(finished.load_config().data))
+    return Source(finished.student_path, finished.path.name, shapes_config(finished.load_config().data),
+                  teacher=run_teacher(finished.path))
+
+
+def run_teacher(run: Path) -> dict | None:
+    """The teacher's ShapesVQA test accuracy as the run measured it (report.json), or None."""
+    import json
+
+    try:
+        report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+        test = report["accuracy"]["teacher"]["test"]
+        return {"model": report.get("teacher"), "accuracy": round(test["accuracy"], 4), "items": test["total"],
+                "per_family": {f: round(v["accuracy"], 4) for f, v in test.get("per_family", {}).items()}}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a run on other data, or an older report: the chain starts at the student
 
 
 # ------------------------------------------------------------------------------------------------
@@ -204,9 +225,43 @@ class Plan:
     prompt: dict       # the manifest's prompt segments
 
 
-def plan_export(source: Source, target: TargetConfig) -> Plan:
-    """Load the processor and check the target against it (image size, context length): a ConfigError here
-    comes before a weight is loaded or a file written."""
+def quantize_aware_mismatches(record: dict | None, target: TargetConfig) -> tuple[list[str], list[str]]:
+    """(the target's 4-bit programs a quantize-aware student was not trained for, the --set fixes)."""
+    if record is None:
+        return [], []
+    scheme, group = record["scheme"], record["group_size"]
+    et, ox = target.executorch, target.onnx
+    wrong, fixes = [], []
+    if "executorch" in target.formats and "8da4w" in et.schemes:
+        if scheme != "8da4w":
+            wrong.append("executorch-8da4w")
+            fixes.append(f"--set \"executorch.schemes=[{','.join(s for s in et.schemes if s != '8da4w')}]\"")
+        elif (et.group_size, et.int4_method) != (group, "rtn"):
+            wrong.append(f"executorch-8da4w (group_size {et.group_size}, int4_method {et.int4_method})")
+            fixes.append(f"--set executorch.group_size={group} --set executorch.int4_method=rtn")
+    four = [s for s in ("int4", "q4f16") if s in ox.schemes] if "onnx" in target.formats else []
+    if four and scheme != "int4":
+        wrong += [f"onnx-{s}" for s in four]
+        fixes.append(f"--set \"onnx.schemes=[{','.join(s for s in ox.schemes if s not in four)}]\"")
+    elif four and (ox.block_size, ox.int4_method) != (group, "rtn"):
+        wrong += [f"onnx-{s} (block_size {ox.block_size}, int4_method {ox.int4_method})" for s in four]
+        fixes.append(f"--set onnx.block_size={group} --set onnx.int4_method=rtn")
+    return wrong, fixes
+
+
+def plan_export(source: Source, target: TargetConfig, allow_quant_mismatch: bool = False) -> Plan:
+    """Load the processor and check the target against it (image size, context length, the scheme a
+    quantize-aware student was trained for): a ConfigError here comes before a weight is loaded or a file
+    written."""
+    wrong, fixes = quantize_aware_mismatches(source.quantize_aware, target)
+    if wrong and not allow_quant_mismatch:
+        r = source.quantize_aware
+        raise ConfigError(f"{source.model_dir}: trained quantize-aware for {r['scheme']} ({r['runtime']}, group {r['group_size']}, "
+                          f"rtn; {RECORD}), but this target also exports {', '.join(wrong)}, which it was not trained "
+                          f"through; match the target ({' '.join(fixes)}) or pass --allow-quant-mismatch")
+    if wrong:
+        log.warning("exporting %s although the student was trained quantize-aware for %s", ", ".join(wrong),
+                    source.quantize_aware["scheme"])
     family = family_of(source.model_dir)
     processor = family.load_processor(source.model_dir)  # ConfigError naming the directory
     probe = ShapesVQA("test", size=1, config=source.data)[0].image
@@ -270,6 +325,9 @@ def export_programs(source: Source, target: TargetConfig, out_dir: Path, plan: P
         "artifacts": artifacts,
         "export_seconds": timings,
     }
+    if source.quantize_aware:
+        wrong, _ = quantize_aware_mismatches(source.quantize_aware, target)
+        manifest["quantize_aware"] = {**source.quantize_aware, "not_trained_for": wrong}
     if parts.mrope_grid is None:  # the app runs stock-runner families only (not M-RoPE)
         golden = write_app_golden(family, processor, manifest["prompt"], source.data, out_dir)
         manifest["app_golden"] = (golden / GOLDEN_INDEX).relative_to(out_dir).as_posix()
@@ -322,13 +380,16 @@ def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path
         progress.set_postfix_str(f"onnx-{scheme}")
         t = time.perf_counter()
         paths = fp32 if scheme == "fp32" else quantize_onnx(staging / "onnx", scheme, target.onnx.block_size,
-                                                            target.onnx.accuracy_level)
+                                                            target.onnx.accuracy_level, target.onnx.int4_method)
         if scheme != "fp32":
             timings[f"onnx-{scheme}"] = round(time.perf_counter() - t, 1)
         quantization = ONNX_QUANTIZATION.get(scheme)
         if scheme in ("int4", "q4f16"):
-            quantization = {**quantization, "block_size": target.onnx.block_size,
-                            "accuracy_level": target.onnx.accuracy_level}
+            weights = {"rtn": "int4 symmetric (round to nearest)", "hqq": "int4 asymmetric (HQQ)"}[target.onnx.int4_method]
+            if scheme == "q4f16":
+                weights += ", fp16 scales"
+            quantization = {**quantization, "weights": weights, "int4_method": target.onnx.int4_method,
+                            "block_size": target.onnx.block_size, "accuracy_level": target.onnx.accuracy_level}
         artifacts[f"onnx-{scheme}"] = {
             "runtime": "onnx", "scheme": scheme, "precision": PRECISION[scheme], "quantization": quantization,
             "transformers_js_dtype": {"int4": "q4"}.get(scheme, scheme),

@@ -17,7 +17,10 @@ import logging
 import tempfile
 from pathlib import Path
 
+import torch
+
 from vlsi_edge import atomic
+from vlsi_edge.config import ConfigError
 from vlsi_edge.families.parts import Parts
 from vlsi_edge.deploy.targets import ExecutorchTarget
 
@@ -31,24 +34,55 @@ ONNX_GRAPHS = ("vision_encoder", "embed_tokens", "decoder_model_merged")
 def executorch_recipe(scheme: str, target: ExecutorchTarget) -> dict[str, str | int | None]:
     """What each part gets under `scheme` (written to the manifest too)."""
     if scheme == "fp32":
-        return {"decoder": None, "group_size": None, "embedding": None, "image_encoder": None}
+        return {"decoder": None, "group_size": None, "method": None, "embedding": None, "image_encoder": None}
     bits4 = scheme == "8da4w"
     return {
         "decoder": scheme,
         "group_size": target.group_size if bits4 else 0,
+        "method": target.int4_method if bits4 else "hqq",
         "embedding": target.embedding,
         "image_encoder": "8da8w" if target.image_encoder == "int8" else None,
     }
 
 
+def executorch_linear_config(scheme: str, group_size: int, method: str):
+    """torchao's config for ExecuTorch's 8da4w / 8da8w linears, as ExecuTorch's own LLM export builds it
+    (`executorch.extension.llm.export.quantize`), with the scale rule chosen: rtn (round to nearest) or hqq
+    (HQQ's scale search, ExecuTorch's default). Quantization-aware training prepares from this same config."""
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig
+    from torchao.quantization.granularity import PerAxis, PerGroup
+
+    return Int8DynamicActivationIntxWeightConfig(
+        weight_dtype=torch.int4 if scheme == "8da4w" else torch.int8,
+        weight_granularity=PerGroup(group_size) if group_size else PerAxis(0),
+        intx_choose_qparams_algorithm={"rtn": "affine", "hqq": "hqq_scale_only"}[method],
+    )
+
+
+def linear_filter(group_size: int):
+    """torchao filter_fn: every Linear, refusing one whose input size the group does not divide."""
+
+    def accept(module: torch.nn.Module, name: str) -> bool:
+        if not isinstance(module, torch.nn.Linear):
+            return False
+        if group_size and module.in_features % group_size:
+            raise ConfigError(f"executorch.group_size: {group_size} does not divide {name}'s input size "
+                              f"{module.in_features}; use a divisor of it")
+        return True
+
+    return accept
+
+
 def quantize_parts(parts: Parts, scheme: str, target: ExecutorchTarget) -> dict:
     """Quantize the eager parts in place (they share the model's weights: pass a copy). Returns the recipe."""
     from executorch.extension.llm.export.quantize import quantize_model_
+    from torchao.quantization import quantize_
 
     recipe = executorch_recipe(scheme, target)
     if recipe["decoder"] is None:
         return recipe
-    quantize_model_(parts.text_decoder, qlinear_config=recipe["decoder"], qlinear_group_size=recipe["group_size"])
+    quantize_(parts.text_decoder, executorch_linear_config(scheme, recipe["group_size"], recipe["method"]),
+              filter_fn=linear_filter(recipe["group_size"]))
     quantize_model_(
         parts.token_embedding,
         qembedding_config={"int8": "8w", "int4": "4w"}[recipe["embedding"]],
@@ -59,12 +93,13 @@ def quantize_parts(parts: Parts, scheme: str, target: ExecutorchTarget) -> dict:
     return recipe
 
 
-def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int, accuracy_level: int = 0) -> dict[str, Path]:
+def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int, accuracy_level: int = 0,
+                  method: str = "rtn") -> dict[str, Path]:
     """Write the `scheme` variants of the three fp32 graphs beside them; returns their paths by graph name.
-    accuracy_level: the int4 MatMulNBits compute type (0: unset)."""
+    accuracy_level: the int4 MatMulNBits compute type (0: unset); method: how int4 weights are chosen
+    (rtn: symmetric round-to-nearest, hqq: HQQ's asymmetric fit)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     onnx_dir = Path(onnx_dir)
     paths = {}
@@ -81,13 +116,7 @@ def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int, accuracy_l
                                  per_channel=True, op_types_to_quantize=["MatMul", "Gather"])
                 atomic.write_bytes(out, staged.read_bytes())
         elif scheme in ("int4", "q4f16"):
-            config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True,
-                                                  accuracy_level=accuracy_level or None,
-                                                  op_types_to_quantize=("MatMul", "Gather"),
-                                                  quant_axes=(("MatMul", 0), ("Gather", 1)))
-            quantizer = MatMulNBitsQuantizer(onnx.load(source), algo_config=config)
-            quantizer.process()
-            model = quantizer.model.model
+            model = _int4(onnx.load(source), block_size, accuracy_level, method)
             atomic.write_bytes(out, (_half(model) if scheme == "q4f16" else model).SerializeToString())
         elif scheme == "fp16":
             atomic.write_bytes(out, _half(onnx.load(source)).SerializeToString())
@@ -95,6 +124,33 @@ def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int, accuracy_l
             raise ValueError(f"ONNX scheme {scheme!r}: allowed {', '.join(s for s in ONNX_SUFFIX if s != 'fp32')} (fp32 is the export itself)")
         paths[graph] = out
     return paths
+
+
+def _int4(model, block_size: int, accuracy_level: int, method: str):
+    """MatMul and Gather weights to int4 blocks (MatMulNBits / GatherBlockQuantized)."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        HQQWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    ops, axes = ("MatMul", "Gather"), (("MatMul", 0), ("Gather", 1))
+    if method == "rtn":
+        config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level or None,
+                                              op_types_to_quantize=ops, quant_axes=axes)
+    elif method == "hqq":
+        config = HQQWeightOnlyQuantConfig(block_size=block_size, bits=4, op_types_to_quantize=ops, quant_axes=axes)
+    else:
+        raise ValueError(f"onnx.int4_method {method!r}: allowed rtn, hqq")
+    quantizer = MatMulNBitsQuantizer(model, algo_config=config)
+    quantizer.process()
+    model = quantizer.model.model
+    if accuracy_level:  # HQQ's config has no compute type of its own
+        for node in model.graph.node:
+            if node.op_type == "MatMulNBits" and not any(a.name == "accuracy_level" for a in node.attribute):
+                node.attribute.append(onnx.helper.make_attribute("accuracy_level", accuracy_level))
+    return model
 
 
 def _has_conv(path: Path) -> bool:

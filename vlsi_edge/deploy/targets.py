@@ -17,9 +17,9 @@ Scheme names and what they quantize:
                           int8   onnxruntime dynamic quantization (int8 weights, dynamic int8 activations)
                           int4   MatMulNBits: int4 weights in blocks of `block_size`, fp32 activations
 
-The gate compares each program's test accuracy with the float student's: a program passes when it
-loses at most `gate.<precision>` points, where fp32 / 8da8w / int8 / 8da4w / int4 map to the
-precisions fp32 / int8 / int8 / int4 / int4.
+The gate compares each program's test accuracy with the float student's on the same items: a program
+passes when the upper end of the 95% paired interval of its loss is at most `gate.<precision>` points,
+where fp32 / 8da8w / int8 / 8da4w / int4 map to the precisions fp32 / int8 / int8 / int4 / int4.
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ class ExecutorchTarget:
     embedding: Literal["int8", "int4"] = option("int8", "token embedding weights in the quantized schemes")
     embedding_group_size: int = option(0, "int4/int8 embedding group size (0: one scale per row)")
     image_encoder: Literal["int8", "fp32"] = option("int8", "vision tower + projector in the quantized schemes")
+    int4_method: Literal["hqq", "rtn"] = option(
+        "hqq", "how 8da4w picks its weight scales: hqq (HQQ's scale search, ExecuTorch's default) or rtn "
+        "(round-to-nearest; what a distill.quantize_aware=8da4w student was trained through)"
+    )
 
     def __post_init__(self):
         if self.group_size < 1:
@@ -66,6 +70,11 @@ class OnnxTarget:
         0, "int4 MatMulNBits compute type (onnxruntime's accuracy_level): 0 unset (fp32 activations), 1 fp32, "
         "2 fp16, 3 bf16, 4 int8 activations (dot-product / VNNI CPUs; what onnxruntime-genai's CPU builder sets)"
     )
+    int4_method: Literal["rtn", "hqq"] = option(
+        "rtn", "how int4 / q4f16 weights are chosen (onnxruntime's MatMulNBitsQuantizer): rtn (round-to-nearest, "
+        "symmetric; what a distill.quantize_aware=int4 student was trained through), hqq (HQQ: asymmetric, zero "
+        "points fitted to each block)"
+    )
 
     def __post_init__(self):
         if self.block_size < 16 or self.block_size & (self.block_size - 1):
@@ -74,7 +83,7 @@ class OnnxTarget:
 
 @dataclass
 class GateConfig:
-    fp32: float = option(0.5, "max test-accuracy loss (points) of fp32 programs vs the float student")
+    fp32: float = option(0.5, "max test-accuracy loss (points; the paired 95% upper bound) of fp32 programs vs the float student")
     fp16: float = option(0.5, "max loss (points) of fp16 programs (onnx fp16)")
     int8: float = option(1.0, "max loss (points) of int8 programs (8da8w, onnx q8 / int8 / uint8)")
     int4: float = option(2.0, "max loss (points) of int4 programs (8da4w, onnx int4 / q4f16)")
@@ -87,7 +96,8 @@ class GateConfig:
 
 @dataclass
 class ValidationConfig:
-    size: int = option(300, "ShapesVQA test items scored per program (real rendered images)")
+    size: int = option(1000, "ShapesVQA test items scored per program (real rendered images; 1000: the whole split, "
+                             "enough to see a 1.5-point loss)")
 
     def __post_init__(self):
         if self.size < 1:

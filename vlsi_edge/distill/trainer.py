@@ -35,6 +35,7 @@ from vlsi_edge import atomic
 from vlsi_edge.config import dump_yaml
 from vlsi_edge.contracts.run_dir import SECOND_STAGES, RunDir, StageName
 from vlsi_edge.distill import checkpoint as ckpt
+from vlsi_edge.distill import quant_aware
 from vlsi_edge.distill.early_stopping import EarlyStopping
 from vlsi_edge.distill.matching import match_layers
 from vlsi_edge.schedule import warmup_cosine
@@ -144,6 +145,10 @@ def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progres
             progress.evals["student_base"] = (
                 (zoo_card(s, s.models.student_source) or {}).get("accuracy") or evaluate_model(s, s.models.student, s.models.student_processor)
             )
+        scheme = config.distill.quantize_aware
+        if scheme and stage.name in (*SECOND_STAGES, StageName.SFT) and not quant_aware.is_prepared(s.models.student):
+            quant_aware.prepare(s.models.student, s.models.family, scheme, config.distill.quantize_group_size)
+            log.info("steps 2-3 train through %s fake quantization (group %d)", scheme, config.distill.quantize_group_size)
         if stage.name == StageName.VERBALIZE_TEACHER and progress.step == 0 and s.load_cached_teacher_verbalizers():
             progress.stages[stage.name] = {"steps": 0, "wall_time_s": 0.0, "peak_rss_mb": 0.0, "from_cache": True}
         else:
@@ -156,9 +161,13 @@ def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progres
     checksum = torch.stack([p.detach().double().sum() for p in s.models.student.parameters()]).sum().reshape(1)
     par.check_agreement(checksum, "the student weights")
     par.check_agreement(torch.tensor([zlib.crc32(json.dumps(progress.heatmap).encode())]), "the matched layers")
+    if config.distill.quantize_aware:
+        quant_aware.unprepare(s.models.student)  # save the float twin; the exporter quantizes it back
     if par.is_main:
         s.models.student.save_pretrained(run.path / "student")
         s.models.student_processor.save_pretrained(run.path / "student")
+        if config.distill.quantize_aware:
+            quant_aware.write_record(run.path / "student", config.distill.quantize_aware, config.distill.quantize_group_size)
         if config.distill.method == "vlsi":
             meta = {"teacher": s.models.teacher_source, "student": s.models.student_source}
             if s.heads.teacher_verbalizers is not None:

@@ -50,11 +50,14 @@ def metrics(run: dict, answers: list[str], reference: Reference) -> dict:
 
 
 def gate(row: dict, float_accuracy: float, threshold: float) -> dict:
-    """Pass when the program loses at most `threshold` points of accuracy (and ran at all)."""
+    """Pass when the program ran and, with 95% confidence, loses at most `threshold` points of accuracy: the upper
+    end of the paired interval of its loss against the float student is <= threshold. A point loss under the
+    threshold is not enough when the items cannot tell it from a larger one."""
     if row.get("error"):
-        return {"threshold_points": threshold, "loss_points": None, "passed": False}
+        return {"threshold_points": threshold, "loss_points": None, "loss_upper_95": None, "passed": False}
     loss = round(100 * (float_accuracy - row["accuracy"]), 2)
-    return {"threshold_points": threshold, "loss_points": loss, "passed": loss <= threshold}
+    upper = row["paired"]["loss_95"][1]
+    return {"threshold_points": threshold, "loss_points": loss, "loss_upper_95": upper, "passed": upper <= threshold}
 
 
 COLUMNS = [
@@ -77,7 +80,7 @@ def _cell(row: dict, key: str) -> str:
     if key == "gate":
         if "gate" not in row:
             return "reference"
-        return ("pass" if row["gate"]["passed"] else "**FAIL**") + f" (<= {row['gate']['threshold_points']:g})"
+        return ("pass" if row["gate"]["passed"] else "**FAIL**") + f" (upper <= {row['gate']['threshold_points']:g})"
     value = row.get(key)
     if value is None:
         return ""
@@ -93,9 +96,10 @@ def markdown(report: dict) -> str:
         f"# Export validation: {report['target']}",
         "",
         f"Model: `{report['model']}` ({report['family']}). {report['items']} ShapesVQA test items (real rendered "
-        f"images), greedy answers, {report['threads']} thread(s). Gate: accuracy loss vs the float student "
-        f"in points. Verdict: **{'PASS' if report['passed'] else 'FAIL'}**.",
+        f"images), greedy answers, {report['threads']} thread(s). Gate: the upper end of the 95% paired interval of "
+        f"the accuracy lost against the float student, in points. Verdict: **{'PASS' if report['passed'] else 'FAIL'}**.",
         "",
+        *chain(report),
         "| " + " | ".join(title for _, title in COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
     ]
@@ -118,6 +122,30 @@ def markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def chain(report: dict) -> list[str]:
+    """Where the points went: teacher -> float student -> each program, accuracy and what each step lost."""
+    student = report["rows"][0]
+    lines = ["## Teacher -> float student -> programs", "",
+             "| model | accuracy | points lost vs the step before | agreement with the float student |",
+             "|---|---|---|---|"]
+    teacher = report.get("teacher")
+    if teacher:
+        note = "" if teacher["items"] == report["items"] else f" ({teacher['items']} items)"
+        lines.append(f"| teacher `{teacher.get('model')}` (training run's test score{note}) | {teacher['accuracy']:.3f} | | |")
+        lost = f"{100 * (teacher['accuracy'] - student['accuracy']):+.1f} (distillation)"
+    else:
+        lost = ""
+    lines.append(f"| float student | {student['accuracy']:.3f} | {lost} | 1.000 |")
+    for row in report["rows"][1:]:
+        if row.get("error"):
+            lines.append(f"| {row['artifact']} | failed | | |")
+            continue
+        low, high = row["paired"]["loss_95"]
+        lines.append(f"| {row['artifact']} | {row['accuracy']:.3f} | {row['paired']['loss_points']:+.1f} "
+                     f"[{low:+.1f}, {high:+.1f}] (quantization, export) | {row['agreement']:.3f} |")
+    return [*lines, ""]
 
 
 def per_family_table(rows: list[dict]) -> list[str]:

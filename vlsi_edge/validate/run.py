@@ -43,8 +43,10 @@ def decode_answers(tokenizer, run: dict) -> list[str]:
     return answers
 
 
-def validate_export(export_dir: Path, model_dir: Path, data: ShapesConfig, target, command: str) -> dict:
-    """Score every artifact in export_dir's manifest; write report.json / .md / .png there; return the report."""
+def validate_export(export_dir: Path, model_dir: Path, data: ShapesConfig, target, command: str,
+                    teacher: dict | None = None) -> dict:
+    """Score every artifact in export_dir's manifest; write report.json / .md / .png there; return the report.
+    teacher: its test accuracy from the training run (the report's chain starts there), or None."""
     manifest = load_manifest(export_dir)
     family = family_of(model_dir)
     processor = family.load_processor(export_dir)  # the shipped processor: the programs' fixed input
@@ -82,6 +84,7 @@ def validate_export(export_dir: Path, model_dir: Path, data: ShapesConfig, targe
         "items": size,
         "threads": threads or "runtime default",
         "float_accuracy": float_accuracy,
+        "teacher": teacher,
         "rows": rows,
         "passed": all(r["gate"]["passed"] for r in rows if "gate" in r),
         "command": command,
