@@ -97,3 +97,40 @@ def test_int4_accuracy_level_sets_the_matmulnbits_compute_type(student, tmp_path
         np.testing.assert_allclose(b.first_logits, a.first_logits, atol=0.05 * scale)
         same += a.tokens == b.tokens
     assert same >= len(samples) - 2
+
+
+def test_int4_methods_and_gptq_calibration(student, tmp_path):
+    """onnx.int4_method: rtn is symmetric (no zero points), hqq asymmetric (zero points), gptq symmetric and
+    calibrated on the feeds the fp32 graphs saw answering training questions; each keeps the fp32 graphs' outputs
+    on those feeds within int4 error, and the embedding table is round-to-nearest in all three."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from vlsi_edge.deploy.calibration import record_feeds
+    from vlsi_edge.deploy.onnx_export import export_onnx
+    from vlsi_edge.deploy.quantize import quantize_onnx
+
+    zoo, _, _ = student
+    fp32 = export_onnx(zoo.model, zoo.family, zoo.card["spec"]["image_size"], tmp_path / "rtn")
+    for method in ("hqq", "gptq"):
+        shutil.copytree(tmp_path / "rtn", tmp_path / method)
+    train = ShapesVQA("train", size=8, config=ShapesConfig(**zoo.card["data"]))
+    eos = zoo.family.tokenizer(zoo.processor).convert_tokens_to_ids(zoo.family.eos_token)
+    feeds = record_feeds(tmp_path / "rtn" / "onnx", zoo.family, zoo.processor, [train[i] for i in range(8)],
+                         zoo.model.config.image_token_id, eos, 40)
+    # One vision call per item; one embedding and one decoder call per prefill and per decoded token.
+    assert len(feeds["vision_encoder"]) == 8 and len(feeds["decoder_model_merged"]) == len(feeds["embed_tokens"]) > 8
+    assert {f["past_key_values.0.key"].shape[2] for f in feeds["decoder_model_merged"]} > {0}  # decode steps too
+
+    for method in ("rtn", "hqq", "gptq"):
+        paths = quantize_onnx(tmp_path / method / "onnx", "int4", 32, method=method, calibration=feeds)
+        nodes = [n for n in onnx.load(paths["decoder_model_merged"]).graph.node if n.op_type == "MatMulNBits"]
+        assert nodes and all((len(n.input) >= 4 and n.input[3] != "") == (method == "hqq") for n in nodes), method
+        embed = onnx.load(paths["embed_tokens"]).graph.node
+        assert [n.op_type for n in embed if n.op_type.startswith("Gather")] == ["GatherBlockQuantized"]
+        for graph in ("vision_encoder", "decoder_model_merged"):
+            want_session, got_session = (ort.InferenceSession(str(p[graph])) for p in (fp32, paths))
+            for feed in feeds[graph][:20]:
+                want, got = want_session.run(None, feed)[0], got_session.run(None, feed)[0]
+                assert np.sqrt(np.mean((got - want) ** 2)) < 0.5 * np.std(want), (method, graph)

@@ -23,6 +23,7 @@ from vlsi_edge.contracts.run_dir import RunDir
 from vlsi_edge.data import ShapesConfig, ShapesVQA, VQASample
 from vlsi_edge.data.shapes import shapes_config
 from vlsi_edge.deploy.app_golden import GOLDEN_INDEX, write_app_golden
+from vlsi_edge.deploy.calibration import record_feeds
 from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
 from vlsi_edge.deploy.hf_files import write_hf_files
 from vlsi_edge.deploy.onnx_export import export_onnx
@@ -259,6 +260,9 @@ def plan_export(source: Source, target: TargetConfig, allow_quant_mismatch: bool
         raise ConfigError(f"{source.model_dir}: trained quantize-aware for {r['scheme']} ({r['runtime']}, group {r['group_size']}, "
                           f"rtn; {RECORD}), but this target also exports {', '.join(wrong)}, which it was not trained "
                           f"through; match the target ({' '.join(fixes)}) or pass --allow-quant-mismatch")
+    data = target.onnx.calibration_data
+    if target.onnx.int4_method == "gptq" and data and not Path(data).is_file():
+        raise ConfigError(f"onnx.calibration_data: {data}: no such file (a conversation JSON file to calibrate GPTQ on)")
     if wrong:
         log.warning("exporting %s although the student was trained quantize-aware for %s", ", ".join(wrong),
                     source.quantize_aware["scheme"])
@@ -296,7 +300,11 @@ def export_programs(source: Source, target: TargetConfig, out_dir: Path, plan: P
         if "executorch" in target.formats:
             executorch_artifacts(model, family, size, target, metadata, out_dir, artifacts, timings, progress)
         if "onnx" in target.formats:
-            onnx_artifacts(model, family, size, target, out_dir, artifacts, timings, progress)
+            def calibrate(onnx_dir: Path) -> dict:  # gptq: what the fp32 graphs see answering calibration items
+                return record_feeds(onnx_dir, family, processor, calibration_items(source, target), parts.image_token_id,
+                                    metadata["get_eos_ids"][0], target.max_new_tokens, parts.mrope_grid)
+
+            onnx_artifacts(model, family, size, target, out_dir, artifacts, timings, progress, calibrate)
 
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -368,24 +376,48 @@ ONNX_QUANTIZATION = {
 }
 
 
+def calibration_items(source: Source, target: TargetConfig) -> list[VQASample]:
+    """gptq's calibration questions: the first onnx.calibration_size of ShapesVQA's train split (never validated on),
+    or of onnx.calibration_data."""
+    n = target.onnx.calibration_size
+    if target.onnx.calibration_data:
+        from vlsi_edge.data.conversations import load_conversations
+
+        items = load_conversations(target.onnx.calibration_data, sandbox=True)
+        return [items[i] for i in range(min(n, len(items)))]
+    train = ShapesVQA("train", size=n, config=source.data)
+    return [train[i] for i in range(n)]
+
+
 def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path, artifacts: dict, timings: dict,
-                   progress: tqdm) -> None:
-    """The fp32 graphs, then each quantized variant from them (fp32 files go if fp32 is not a scheme)."""
+                   progress: tqdm, calibrate=None) -> None:
+    """The fp32 graphs, then each quantized variant from them (fp32 files go if fp32 is not a scheme).
+    calibrate(onnx_dir) -> each graph's recorded feeds, for onnx.int4_method gptq."""
     progress.set_postfix_str("onnx fp32 graphs")
     t = time.perf_counter()
     fp32 = export_onnx(model, family, size, staging)
     timings["onnx-fp32"] = round(time.perf_counter() - t, 1)
     progress.update()
+    feeds = None
+    if target.onnx.int4_method == "gptq" and {"int4", "q4f16"} & set(target.onnx.schemes):
+        log.warning("onnx.int4_method gptq: onnxruntime's GPTQ (1.32) re-quantizes its result with a new symmetric "
+                    "scale, a second rounding; on the toy it ended further from fp32 than rtn (docs/BENCHMARKS.md)")
+        t = time.perf_counter()
+        feeds = calibrate(staging / "onnx")
+        timings["onnx-calibration"] = round(time.perf_counter() - t, 1)
     for scheme in target.onnx.schemes:
         progress.set_postfix_str(f"onnx-{scheme}")
         t = time.perf_counter()
         paths = fp32 if scheme == "fp32" else quantize_onnx(staging / "onnx", scheme, target.onnx.block_size,
-                                                            target.onnx.accuracy_level, target.onnx.int4_method)
+                                                            target.onnx.accuracy_level, target.onnx.int4_method, feeds)
         if scheme != "fp32":
             timings[f"onnx-{scheme}"] = round(time.perf_counter() - t, 1)
         quantization = ONNX_QUANTIZATION.get(scheme)
         if scheme in ("int4", "q4f16"):
-            weights = {"rtn": "int4 symmetric (round to nearest)", "hqq": "int4 asymmetric (HQQ)"}[target.onnx.int4_method]
+            weights = {"rtn": "int4 symmetric (round to nearest)",
+                       "hqq": "int4: MatMul asymmetric (HQQ), the embedding table symmetric round to nearest",
+                       "gptq": f"int4 symmetric: MatMul by GPTQ on {target.onnx.calibration_size} calibration items, "
+                               "the embedding table round to nearest"}[target.onnx.int4_method]
             if scheme == "q4f16":
                 weights += ", fp16 scales"
             quantization = {**quantization, "weights": weights, "int4_method": target.onnx.int4_method,

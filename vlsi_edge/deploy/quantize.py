@@ -94,10 +94,11 @@ def quantize_parts(parts: Parts, scheme: str, target: ExecutorchTarget) -> dict:
 
 
 def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int, accuracy_level: int = 0,
-                  method: str = "rtn") -> dict[str, Path]:
+                  method: str = "rtn", calibration: dict[str, list[dict]] | None = None) -> dict[str, Path]:
     """Write the `scheme` variants of the three fp32 graphs beside them; returns their paths by graph name.
     accuracy_level: the int4 MatMulNBits compute type (0: unset); method: how int4 weights are chosen
-    (rtn: symmetric round-to-nearest, hqq: HQQ's asymmetric fit)."""
+    (rtn: symmetric round-to-nearest, hqq: HQQ's asymmetric fit, gptq: GPTQ on `calibration`, each graph's
+    recorded feeds: vlsi_edge.deploy.calibration)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -116,7 +117,7 @@ def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int, accuracy_l
                                  per_channel=True, op_types_to_quantize=["MatMul", "Gather"])
                 atomic.write_bytes(out, staged.read_bytes())
         elif scheme in ("int4", "q4f16"):
-            model = _int4(onnx.load(source), block_size, accuracy_level, method)
+            model = _int4(onnx.load(source), block_size, accuracy_level, method, (calibration or {}).get(graph))
             atomic.write_bytes(out, (_half(model) if scheme == "q4f16" else model).SerializeToString())
         elif scheme == "fp16":
             atomic.write_bytes(out, _half(onnx.load(source)).SerializeToString())
@@ -126,27 +127,42 @@ def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int, accuracy_l
     return paths
 
 
-def _int4(model, block_size: int, accuracy_level: int, method: str):
+def _int4(model, block_size: int, accuracy_level: int, method: str, feeds: list[dict] | None = None):
     """MatMul and Gather weights to int4 blocks (MatMulNBits / GatherBlockQuantized)."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
+        GPTQWeightOnlyQuantConfig,
         HQQWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
     )
 
-    ops, axes = ("MatMul", "Gather"), (("MatMul", 0), ("Gather", 1))
+    from vlsi_edge.deploy.calibration import Feeds
+
+    def rtn(ops: tuple[str, ...]):
+        return DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level or None,
+                                            op_types_to_quantize=ops, quant_axes=(("MatMul", 0), ("Gather", 1)))
+
+    def run(model, config, **kwargs):
+        quantizer = MatMulNBitsQuantizer(model, algo_config=config, **kwargs)
+        quantizer.process()
+        return quantizer.model.model
+
+    matmul = any(n.op_type == "MatMul" for n in model.graph.node)
     if method == "rtn":
-        config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level or None,
-                                              op_types_to_quantize=ops, quant_axes=axes)
-    elif method == "hqq":
-        config = HQQWeightOnlyQuantConfig(block_size=block_size, bits=4, op_types_to_quantize=ops, quant_axes=axes)
-    else:
-        raise ValueError(f"onnx.int4_method {method!r}: allowed rtn, hqq")
-    quantizer = MatMulNBitsQuantizer(model, algo_config=config)
-    quantizer.process()
-    model = quantizer.model.model
-    if accuracy_level:  # HQQ's config has no compute type of its own
+        return run(model, rtn(("MatMul", "Gather")))
+    if method not in ("hqq", "gptq"):
+        raise ValueError(f"onnx.int4_method {method!r}: allowed rtn, hqq, gptq")
+    if matmul and method == "hqq":
+        model = run(model, HQQWeightOnlyQuantConfig(block_size=block_size, bits=4, op_types_to_quantize=("MatMul",),
+                                                    quant_axes=(("MatMul", 0),)))
+    elif matmul:  # symmetric: onnxruntime's GPTQ packs asymmetric zero points wrongly when K / block is odd
+        if not feeds:
+            raise ValueError("onnx.int4_method gptq needs calibration feeds for every graph")
+        model = run(model, GPTQWeightOnlyQuantConfig(calibration_data_reader=Feeds(feeds), op_types_to_quantize=("MatMul",)),
+                    block_size=block_size, is_symmetric=True)
+    model = run(model, rtn(("Gather",)))  # the embedding table: round to nearest (neither method quantizes a Gather)
+    if accuracy_level:  # HQQ's and GPTQ's configs set no compute type
         for node in model.graph.node:
             if node.op_type == "MatMulNBits" and not any(a.name == "accuracy_level" for a in node.attribute):
                 node.attribute.append(onnx.helper.make_attribute("accuracy_level", accuracy_level))

@@ -70,15 +70,22 @@ class OnnxTarget:
         0, "int4 MatMulNBits compute type (onnxruntime's accuracy_level): 0 unset (fp32 activations), 1 fp32, "
         "2 fp16, 3 bf16, 4 int8 activations (dot-product / VNNI CPUs; what onnxruntime-genai's CPU builder sets)"
     )
-    int4_method: Literal["rtn", "hqq"] = option(
+    int4_method: Literal["rtn", "hqq", "gptq"] = option(
         "rtn", "how int4 / q4f16 weights are chosen (onnxruntime's MatMulNBitsQuantizer): rtn (round-to-nearest, "
         "symmetric; what a distill.quantize_aware=int4 student was trained through), hqq (HQQ: asymmetric, zero "
-        "points fitted to each block)"
+        "points fitted to each block), gptq (GPTQ, calibrated on what the fp32 graphs see answering "
+        "`calibration_size` training questions)"
+    )
+    calibration_size: int = option(64, "gptq: calibration items (ShapesVQA train split, or calibration_data)")
+    calibration_data: str | None = option(
+        None, "gptq: a conversation file (JSON, as data.dataset takes) to calibrate on instead of ShapesVQA's train split"
     )
 
     def __post_init__(self):
         if self.block_size < 16 or self.block_size & (self.block_size - 1):
             raise ConfigError(f"onnx.block_size: {self.block_size} must be a power of two >= 16")
+        if self.calibration_size < 1:
+            raise ConfigError(f"onnx.calibration_size: {self.calibration_size} must be >= 1")
 
 
 @dataclass
