@@ -35,12 +35,17 @@ def metrics(run: dict, answers: list[str], reference: Reference) -> dict:
     steps, decode_s = run["decode_steps"].sum(), run["decode_s"].sum()
     right = [exact_match(a, s.answer) for a, s in zip(answers, reference.samples)]
     float_right = [exact_match(a, s.answer) for a, s in zip(reference.answers, reference.samples)]
+    margin = np.diff(np.sort(reference.first_logits, axis=-1)[:, -2:], axis=-1)[:, 0]  # float's top-1 minus top-2
+    changed = np.array([normalize_answer(a) != normalize_answer(b) for a, b in zip(answers, reference.answers)])
     return {
         "accuracy": round(float(scored["accuracy"]), 4),
         "accuracy_95": [round(v, 4) for v in wilson(scored["correct"], scored["total"])],
         "per_family": {f: round(v["accuracy"], 4) for f, v in scored["per_family"].items()},
         "paired": paired_loss(float_right, right),
         "agreement": round(float(agree), 4),
+        # Where answers change: [items, changed] by how sure the float student was of the first answer token.
+        "changed_by_margin": {name: [int(m.sum()), int(changed[m].sum())] for name, m in (
+            ("< 0.25", margin < 0.25), ("0.25-2", (margin >= 0.25) & (margin < 2)), (">= 2", margin >= 2))},
         "first_token_kl": float(f"{first_token_kl(reference.first_logits, run['first_logits']):.3g}"),
         "encode_ms": round(1000 * float(np.median(run["encode_s"])), 3),
         "first_token_ms": round(1000 * float(np.median(run["first_token_s"])), 3),
@@ -108,7 +113,7 @@ def markdown(report: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     errors = [f"- `{row['artifact']}` failed to run: {row['error']}" for row in report["rows"] if row.get("error")]
     lines += ["", *errors] if errors else []
-    lines += ["", *per_family_table(report["rows"])]
+    lines += ["", *per_family_table(report["rows"]), "", *margin_table(report["rows"])]
     lines += [
         "",
         "accuracy: exact match on the test items through the artifact's own runtime, with its 95% Wilson "
@@ -146,6 +151,20 @@ def chain(report: dict) -> list[str]:
         lines.append(f"| {row['artifact']} | {row['accuracy']:.3f} | {row['paired']['loss_points']:+.1f} "
                      f"[{low:+.1f}, {high:+.1f}] (quantization, export) | {row['agreement']:.3f} |")
     return [*lines, ""]
+
+
+def margin_table(rows: list[dict]) -> list[str]:
+    """Changed answers by the float student's first-token margin (top-1 minus top-2 logit): near-ties flip first."""
+    rows = [r for r in rows[1:] if r.get("changed_by_margin") and r["agreement"] < 1]
+    if not rows:
+        return []
+    bins = list(rows[0]["changed_by_margin"])
+    counts = rows[0]["changed_by_margin"]
+    lines = ["| changed answers, by the float's first-token margin (items) | "
+             + " | ".join(f"{b} ({counts[b][0]})" for b in bins) + " |", "|" + "---|" * (len(bins) + 1)]
+    for r in rows:
+        lines.append(f"| {r['artifact']} | " + " | ".join(str(r["changed_by_margin"][b][1]) for b in bins) + " |")
+    return lines
 
 
 def per_family_table(rows: list[dict]) -> list[str]:
