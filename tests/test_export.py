@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from vlsi_edge.config import ConfigError
 from vlsi_edge.contracts.manifest import ArtifactError, load_manifest, sha256
 from vlsi_edge.data import ShapesConfig, score
 from vlsi_edge.families.parts import split_model
@@ -266,7 +267,7 @@ def test_a_failed_export_leaves_the_previous_export_untouched(tmp_path):
     (out / "manifest.json").write_text("previous")
     zoo = load_model("student")
     target = load_target("x86_64", ["executorch.schemes=[8da4w]", "executorch.group_size=48"])
-    with pytest.raises(RuntimeError, match="incompatible with 8da4w"):
+    with pytest.raises(ConfigError, match="executorch.group_size: 48 does not divide .*q_proj's input size 64"):
         export_target(Source(zoo.path, "student"), target, out, overwrite=True)
     assert (out / "manifest.json").read_text() == "previous"
     assert [p.name for p in out.parent.iterdir()] == ["student-x"]
