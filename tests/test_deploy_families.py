@@ -110,9 +110,11 @@ def test_prompt_text_segments_tokenize_back_to_their_ids(tiny, shapes_samples, t
         assert item["generate_text"] == spec["after_image_text"] + item["question"] + spec["after_question_text"]
 
 
-def test_vision_attention_lowers_whole_to_xnnpack(tiny):
+def test_attention_lowers_whole_to_xnnpack(tiny):
     """SDPA's safe-softmax ops (any / where / eq over the attention scores) must not be left to the
-    portable kernels: the vision tower's attention is exported as eager attention, then restored."""
+    portable kernels: the vision tower's and the text decoder's attention are exported as eager attention,
+    then restored. The decoder's count of ops left outside XNNPACK is pinned, so a change that splits it
+    further (or delegates more) is seen here."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
@@ -132,6 +134,19 @@ def test_vision_attention_lowers_whole_to_xnnpack(tiny):
     assert not left & {"aten_any_dim", "aten_where_self", "aten_logical_not_default", "aten__safe_softmax_default"}, left
     x = torch.randn_like(parts.vision_encoder.example_pixel_values())
     torch.testing.assert_close(program.module()(x), parts.vision_encoder(x), atol=1e-4, rtol=1e-4)
+
+    decoder = export_parts(parts)["text_decoder"]
+    edge = to_edge_transform_and_lower({"forward": decoder}, partitioner=[XnnpackPartitioner()],
+                                       compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    info = get_delegation_info(edge.exported_program("forward").graph_module)
+    frame = info.get_operator_delegation_dataframe()
+    left = {row.op_type: row.occurrences_in_non_delegated_graphs for row in frame.itertuples()
+            if row.occurrences_in_non_delegated_graphs and row.op_type != "Total"}
+    assert not set(left) & {"aten_any_dim", "aten_logical_not_default", "aten__safe_softmax_default"}, left
+    # Every linear and matmul of the decoder runs in XNNPACK (what is left is cache writes, views, norms' means).
+    assert not set(left) & {"aten_linear_default", "aten_bmm_default", "aten_mm_default", "aten__softmax_default"}, left
+    layers = model.config.get_text_config().num_hidden_layers
+    assert info.num_delegated_subgraphs <= 11 * layers, (info.num_delegated_subgraphs, left)  # 11 per layer today
 
 
 def test_llava_image_encoder_quantizes_and_exports_past_an_unused_pooling_head():
