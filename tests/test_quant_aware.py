@@ -16,7 +16,9 @@ from torchao.quantization import quantize_
 from vlsi_edge.config import ConfigError
 from vlsi_edge.data import ShapesConfig, ShapesVQA
 from vlsi_edge.deploy.pipeline import Source, plan_export
-from vlsi_edge.deploy.quantize import _int4, executorch_linear_config, linear_filter
+from vlsi_edge.contracts import quantize_aware as contract
+from vlsi_edge.contracts.quantize_aware import executorch_linear_config
+from vlsi_edge.deploy.quantize import _int4, linear_filter
 from vlsi_edge.deploy.targets import load_target
 from vlsi_edge.distill import quant_aware, trainer
 from vlsi_edge.families import build_batch
@@ -118,14 +120,14 @@ def _student_copy(tmp_path, zoo_path, record: dict | None):
     model_dir = tmp_path / "student"
     shutil.copytree(zoo_path, model_dir)
     if record:
-        (model_dir / quant_aware.RECORD).write_text(json.dumps(record))
+        (model_dir / contract.RECORD).write_text(json.dumps(record))
     return Source(model_dir, "student", ShapesConfig(**json.loads((model_dir / "card.json").read_text())["data"]))
 
 
 def test_exporter_refuses_4bit_schemes_the_student_was_not_trained_for(tmp_path):
     from vlsi_edge.zoo import load_model
 
-    source = _student_copy(tmp_path, load_model("student").path, quant_aware.record("8da4w", 32))
+    source = _student_copy(tmp_path, load_model("student").path, contract.record("8da4w", 32))
     with pytest.raises(ConfigError) as refused:
         plan_export(source, load_target("android-arm64"))
     message = str(refused.value)
@@ -138,11 +140,11 @@ def test_exporter_refuses_4bit_schemes_the_student_was_not_trained_for(tmp_path)
     assert plan_export(source, fixed).size == 96
     assert plan_export(source, load_target("android-arm64"), allow_quant_mismatch=True).size == 96
     # An ONNX-trained student: every ExecuTorch 8da4w and another block size are refused.
-    onnx_source = _student_copy(tmp_path / "b", load_model("student").path, quant_aware.record("int4", 32))
+    onnx_source = _student_copy(tmp_path / "b", load_model("student").path, contract.record("int4", 32))
     with pytest.raises(ConfigError, match=r"executorch-8da4w, onnx-int4 \(block_size 64, int4_method rtn\)"):
         plan_export(onnx_source, load_target("android-arm64", ["onnx.block_size=64", "onnx.schemes=[int4]"]))
     # A broken record names its file.
-    (source.model_dir / quant_aware.RECORD).write_text('{"scheme": "int3"}')
+    (source.model_dir / contract.RECORD).write_text('{"scheme": "int3"}')
     with pytest.raises(ConfigError, match=r"quantize_aware.json: not a quantize-aware record"):
         Source(source.model_dir, "student")
 
@@ -173,7 +175,7 @@ def test_training_runs_steps_2_and_3_through_fake_quantization_and_saves_the_flo
     run, _, session = _run(tmp_path, "qat", config)
     assert seen == {"verbalize_teacher": False, "verbalize_student": False, "interact": True, "sft": True}
     assert not quant_aware.is_prepared(session.models.student)  # saved as plain float modules
-    assert quant_aware.read_record(run.path / "student") == {"scheme": scheme, "runtime": quant_aware.SCHEMES[scheme],
+    assert contract.read_record(run.path / "student") == {"scheme": scheme, "runtime": contract.SCHEMES[scheme],
                                                              "group_size": 16, "method": "rtn"}
     # The saved student is the trained weights: the same parameters, loaded by transformers alone.
     from transformers import AutoModelForImageTextToText

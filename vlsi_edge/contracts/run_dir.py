@@ -153,3 +153,14 @@ def _diff(a, b, prefix: str = ""):
             yield from _diff(a.get(key), b.get(key), f"{prefix}{key}.")
     elif a != b:
         yield prefix.rstrip("."), a, b
+
+
+def teacher_score(run: Path) -> dict | None:
+    """The teacher's ShapesVQA test accuracy as the run measured it (report.json), or None."""
+    try:
+        report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+        test = report["accuracy"]["teacher"]["test"]
+        return {"model": report.get("teacher"), "accuracy": round(test["accuracy"], 4), "items": test["total"],
+                "per_family": {f: round(v["accuracy"], 4) for f, v in test.get("per_family", {}).items()}}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a run on other data, or an older report: the chain starts at the student

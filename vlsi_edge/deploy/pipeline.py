@@ -19,18 +19,18 @@ from tqdm import tqdm
 
 from vlsi_edge.config import ConfigError
 from vlsi_edge.contracts.manifest import FORMAT_VERSION, file_entry, fixed_prompt_tokens, write_manifest
-from vlsi_edge.contracts.run_dir import RunDir
+from vlsi_edge.contracts.run_dir import RunDir, teacher_score
 from vlsi_edge.data import ShapesConfig, ShapesVQA, VQASample
 from vlsi_edge.data.shapes import shapes_config
 from vlsi_edge.deploy.app_golden import GOLDEN_INDEX, write_app_golden
-from vlsi_edge.deploy.calibration import record_feeds
+from vlsi_edge.deploy.calibration import calibration_items, record_feeds
 from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
 from vlsi_edge.deploy.hf_files import write_hf_files
 from vlsi_edge.deploy.onnx_export import export_onnx
 from vlsi_edge.families.parts import split_model
 from vlsi_edge.deploy.quantize import ONNX_GRAPHS, quantize_onnx, quantize_parts
 from vlsi_edge.deploy.targets import PRECISION, TargetConfig
-from vlsi_edge.distill.quant_aware import RECORD, read_record
+from vlsi_edge.contracts.quantize_aware import RECORD, quantize_aware_mismatches, read_record
 from vlsi_edge.families import Family, build_batch
 from vlsi_edge.families.sources import family_of, model_dir
 
@@ -73,20 +73,7 @@ def resolve_source(run: Path | None, model: str | None, runs_dir: Path = Path("r
         run = latest
     finished = RunDir.finished(run)
     return Source(finished.student_path, finished.path.name, shapes_config(finished.load_config().data),
-                  teacher=run_teacher(finished.path))
-
-
-def run_teacher(run: Path) -> dict | None:
-    """The teacher's ShapesVQA test accuracy as the run measured it (report.json), or None."""
-    import json
-
-    try:
-        report = json.loads((run / "report.json").read_text(encoding="utf-8"))
-        test = report["accuracy"]["teacher"]["test"]
-        return {"model": report.get("teacher"), "accuracy": round(test["accuracy"], 4), "items": test["total"],
-                "per_family": {f: round(v["accuracy"], 4) for f, v in test.get("per_family", {}).items()}}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # a run on other data, or an older report: the chain starts at the student
+                  teacher=teacher_score(finished.path))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -226,30 +213,6 @@ class Plan:
     prompt: dict       # the manifest's prompt segments
 
 
-def quantize_aware_mismatches(record: dict | None, target: TargetConfig) -> tuple[list[str], list[str]]:
-    """(the target's 4-bit programs a quantize-aware student was not trained for, the --set fixes)."""
-    if record is None:
-        return [], []
-    scheme, group = record["scheme"], record["group_size"]
-    et, ox = target.executorch, target.onnx
-    wrong, fixes = [], []
-    if "executorch" in target.formats and "8da4w" in et.schemes:
-        if scheme != "8da4w":
-            wrong.append("executorch-8da4w")
-            fixes.append(f"--set \"executorch.schemes=[{','.join(s for s in et.schemes if s != '8da4w')}]\"")
-        elif (et.group_size, et.int4_method) != (group, "rtn"):
-            wrong.append(f"executorch-8da4w (group_size {et.group_size}, int4_method {et.int4_method})")
-            fixes.append(f"--set executorch.group_size={group} --set executorch.int4_method=rtn")
-    four = [s for s in ("int4", "q4f16") if s in ox.schemes] if "onnx" in target.formats else []
-    if four and scheme != "int4":
-        wrong += [f"onnx-{s}" for s in four]
-        fixes.append(f"--set \"onnx.schemes=[{','.join(s for s in ox.schemes if s not in four)}]\"")
-    elif four and (ox.block_size, ox.int4_method) != (group, "rtn"):
-        wrong += [f"onnx-{s} (block_size {ox.block_size}, int4_method {ox.int4_method})" for s in four]
-        fixes.append(f"--set onnx.block_size={group} --set onnx.int4_method=rtn")
-    return wrong, fixes
-
-
 def plan_export(source: Source, target: TargetConfig, allow_quant_mismatch: bool = False) -> Plan:
     """Load the processor and check the target against it (image size, context length, the scheme a
     quantize-aware student was trained for): a ConfigError here comes before a weight is loaded or a file
@@ -374,19 +337,6 @@ ONNX_QUANTIZATION = {
     "q4f16": {"method": "onnxruntime MatMulNBits, then float16 conversion", "weights": "int4 symmetric, fp16 scales",
               "ops": ["MatMul", "Gather"], "io": "fp32 (keep_io_types)"},
 }
-
-
-def calibration_items(source: Source, target: TargetConfig) -> list[VQASample]:
-    """gptq's calibration questions: the first onnx.calibration_size of ShapesVQA's train split (never validated on),
-    or of onnx.calibration_data."""
-    n = target.onnx.calibration_size
-    if target.onnx.calibration_data:
-        from vlsi_edge.data.conversations import load_conversations
-
-        items = load_conversations(target.onnx.calibration_data, sandbox=True)
-        return [items[i] for i in range(min(n, len(items)))]
-    train = ShapesVQA("train", size=n, config=source.data)
-    return [train[i] for i in range(n)]
 
 
 def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path, artifacts: dict, timings: dict,

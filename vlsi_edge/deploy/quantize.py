@@ -21,6 +21,7 @@ import torch
 
 from vlsi_edge import atomic
 from vlsi_edge.config import ConfigError
+from vlsi_edge.contracts.quantize_aware import executorch_linear_config
 from vlsi_edge.families.parts import Parts
 from vlsi_edge.deploy.targets import ExecutorchTarget
 
@@ -43,20 +44,6 @@ def executorch_recipe(scheme: str, target: ExecutorchTarget) -> dict[str, str | 
         "embedding": target.embedding,
         "image_encoder": "8da8w" if target.image_encoder == "int8" else None,
     }
-
-
-def executorch_linear_config(scheme: str, group_size: int, method: str):
-    """torchao's config for ExecuTorch's 8da4w / 8da8w linears, as ExecuTorch's own LLM export builds it
-    (`executorch.extension.llm.export.quantize`), with the scale rule chosen: rtn (round to nearest) or hqq
-    (HQQ's scale search, ExecuTorch's default). Quantization-aware training prepares from this same config."""
-    from torchao.quantization import Int8DynamicActivationIntxWeightConfig
-    from torchao.quantization.granularity import PerAxis, PerGroup
-
-    return Int8DynamicActivationIntxWeightConfig(
-        weight_dtype=torch.int4 if scheme == "8da4w" else torch.int8,
-        weight_granularity=PerGroup(group_size) if group_size else PerAxis(0),
-        intx_choose_qparams_algorithm={"rtn": "affine", "hqq": "hqq_scale_only"}[method],
-    )
 
 
 def linear_filter(group_size: int):

@@ -14,24 +14,17 @@
 Gradients pass straight through the rounding. The evaluations during training see the fake-quantized
 student; the saved student is its float weights (`unprepare`): the program's float twin, which the
 export quantizes back to the same numbers. `quantize_aware.json` in the student directory records the
-scheme, and the exporter refuses other 4-bit schemes for it (vlsi_edge.deploy.pipeline.quantize_aware_mismatches).
+scheme, and the exporter refuses other 4-bit schemes for it (vlsi_edge.contracts.quantize_aware).
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlsi_edge import atomic
-from vlsi_edge.deploy.quantize import executorch_linear_config
+from vlsi_edge.contracts.quantize_aware import SCHEMES, executorch_linear_config
 from vlsi_edge.families import Family
-
-SCHEMES = {"8da4w": "executorch", "int4": "onnx"}  # scheme -> the runtime whose program it mimics
-RECORD = "quantize_aware.json"
 
 
 def onnx_int4(weight: torch.Tensor, block_size: int) -> torch.Tensor:
@@ -99,28 +92,3 @@ def is_prepared(model: nn.Module) -> bool:
     from torchao.quantization.qat import FakeQuantizedLinear
 
     return any(isinstance(m, (FakeQuantizedLinear, Int4Linear, Int4Embedding)) for m in model.modules())
-
-
-def record(scheme: str, group_size: int) -> dict:
-    """What the student directory says about how it was trained (the exporter checks its programs against it)."""
-    return {"scheme": scheme, "runtime": SCHEMES[scheme], "group_size": group_size, "method": "rtn"}
-
-
-def write_record(student_dir: Path, scheme: str, group_size: int) -> None:
-    atomic.write_text(Path(student_dir) / RECORD, json.dumps(record(scheme, group_size), indent=2) + "\n")
-
-
-def read_record(model_dir: Path) -> dict | None:
-    path = Path(model_dir) / RECORD
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data["scheme"] not in SCHEMES or not isinstance(data["group_size"], int):
-            raise ValueError(f"scheme {data['scheme']!r}")
-        return data
-    except (ValueError, KeyError, TypeError) as e:
-        from vlsi_edge.config import ConfigError
-
-        raise ConfigError(f"{path}: not a quantize-aware record ({type(e).__name__}: {e}); "
-                          f"expected {{\"scheme\": {' | '.join(SCHEMES)}, \"group_size\": int, ...}}") from None

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from vlsi_edge import atomic
 from vlsi_edge.config import dump_yaml
+from vlsi_edge.contracts.quantize_aware import write_record
 from vlsi_edge.contracts.run_dir import SECOND_STAGES, RunDir, StageName
 from vlsi_edge.distill import checkpoint as ckpt
 from vlsi_edge.distill import quant_aware
@@ -167,7 +168,7 @@ def train(config: RunConfig, run: RunDir, resume: bool = False) -> tuple[Progres
         s.models.student.save_pretrained(run.path / "student")
         s.models.student_processor.save_pretrained(run.path / "student")
         if config.distill.quantize_aware:
-            quant_aware.write_record(run.path / "student", config.distill.quantize_aware, config.distill.quantize_group_size)
+            write_record(run.path / "student", config.distill.quantize_aware, config.distill.quantize_group_size)
         if config.distill.method == "vlsi":
             meta = {"teacher": s.models.teacher_source, "student": s.models.student_source}
             if s.heads.teacher_verbalizers is not None:
