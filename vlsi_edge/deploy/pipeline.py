@@ -211,6 +211,7 @@ class Plan:
     processor: object  # the processor the export ships (pinned to `size`)
     size: int          # the programs' square image size
     prompt: dict       # the manifest's prompt segments
+    not_trained_for: list[str] = field(default_factory=list)  # 4-bit programs a quantize-aware student was not trained for
 
 
 def plan_export(source: Source, target: TargetConfig, allow_quant_mismatch: bool = False) -> Plan:
@@ -235,7 +236,7 @@ def plan_export(source: Source, target: TargetConfig, allow_quant_mismatch: bool
     processor, size = fixed_input(family, processor, probe, target.image_size)
     prompt = prompt_spec(family, processor, probe)
     check_context(prompt, target)
-    return Plan(family, processor, size, prompt)
+    return Plan(family, processor, size, prompt, wrong)
 
 
 def export_programs(source: Source, target: TargetConfig, out_dir: Path, plan: Plan | None = None) -> dict:
@@ -297,8 +298,7 @@ def export_programs(source: Source, target: TargetConfig, out_dir: Path, plan: P
         "export_seconds": timings,
     }
     if source.quantize_aware:
-        wrong, _ = quantize_aware_mismatches(source.quantize_aware, target)
-        manifest["quantize_aware"] = {**source.quantize_aware, "not_trained_for": wrong}
+        manifest["quantize_aware"] = {**source.quantize_aware, "not_trained_for": plan.not_trained_for}
     if parts.mrope_grid is None:  # the app runs stock-runner families only (not M-RoPE)
         golden = write_app_golden(family, processor, manifest["prompt"], source.data, out_dir)
         manifest["app_golden"] = (golden / GOLDEN_INDEX).relative_to(out_dir).as_posix()
