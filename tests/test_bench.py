@@ -40,7 +40,7 @@ def test_distill_table_runs_and_reports_gap_closed(tmp_path):
 
 
 def test_runtime_benchmark_runs_every_runtime_on_the_toy_student(tmp_path):
-    args = ["--out", str(tmp_path / "out"), "runtime", "--models", "toy", "--items", "2", "--decode-tokens", "4",
+    args = ["--out", str(tmp_path / "out"), "runtime", "--models", "toy", "--items", "2", "--decode-tokens", "4", "--repeats", "2",
             "--threads", "1", "--work", str(tmp_path / "work"),
             "--set", "executorch.schemes=[fp32]", "--set", "onnx.schemes=[fp32, int8]"]
     assert main(args) == 0
@@ -51,11 +51,29 @@ def test_runtime_benchmark_runs_every_runtime_on_the_toy_student(tmp_path):
         assert "error" not in row, row
         for key in ("encode_ms", "first_token_ms", "decode_tokens_per_s"):
             assert 0 < row[key]["min"] <= row[key]["median"] <= row[key]["max"], (name, key)
+            assert len(row[key]["runs"]) == 2 and row[key]["median"] == pytest.approx(sum(row[key]["runs"]) / 2)
         assert row["peak_rss_mb"] > 10
     assert rows["onnx-int8"]["bytes"] < rows["onnx-fp32"]["bytes"]
     # int8 weights are a quarter of fp32 ones; the toy's small matrices add scales and graph overhead.
     assert 0.25 < rows["onnx-int8"]["decoder_bytes_per_token"] / rows["onnx-fp32"]["decoder_bytes_per_token"] < 1
     assert "| onnx-int8 |" in (tmp_path / "out" / "runtime.md").read_text()
+
+
+def test_runtime_rounds_rotate_and_speeds_compare_with_llamacpp_q4_0():
+    from vlsi_edge.benchmarks.runtime import across_repeats, add_ratios, rounds
+
+    order = ["hf", "executorch-8da4w", "llama.cpp-Q4_0"]
+    plan = rounds(order, 5)
+    assert [r[0] for r in plan] == ["hf", "executorch-8da4w", "llama.cpp-Q4_0", "hf", "executorch-8da4w"]
+    assert all(sorted(r) == sorted(order) for r in plan)  # every row once per round
+    rows = {"executorch-8da4w": across_repeats([{"decode_tokens_per_s": v} for v in (30.0, 50.0, 40.0)]),
+            "llama.cpp-Q4_0": across_repeats([{"decode_tokens_per_s": v} for v in (100.0, 80.0, 120.0)]),
+            "hf": {"error": "crashed"}}
+    add_ratios(rows)
+    assert rows["executorch-8da4w"]["decode_tokens_per_s"] == {"median": 40.0, "min": 30.0, "max": 50.0,
+                                                               "runs": [30.0, 50.0, 40.0]}
+    assert rows["executorch-8da4w"]["vs_llamacpp_q4_0"] == pytest.approx(0.4)
+    assert rows["llama.cpp-Q4_0"]["vs_llamacpp_q4_0"] == 1.0 and "vs_llamacpp_q4_0" not in rows["hf"]
 
 
 def test_decoder_bytes_per_token_counts_the_linear_weights():

@@ -135,18 +135,50 @@ def test_attention_lowers_whole_to_xnnpack(tiny):
     x = torch.randn_like(parts.vision_encoder.example_pixel_values())
     torch.testing.assert_close(program.module()(x), parts.vision_encoder(x), atol=1e-4, rtol=1e-4)
 
-    decoder = export_parts(parts)["text_decoder"]
-    edge = to_edge_transform_and_lower({"forward": decoder}, partitioner=[XnnpackPartitioner()],
-                                       compile_config=EdgeCompileConfig(_check_ir_validity=False))
-    info = get_delegation_info(edge.exported_program("forward").graph_module)
-    frame = info.get_operator_delegation_dataframe()
-    left = {row.op_type: row.occurrences_in_non_delegated_graphs for row in frame.itertuples()
-            if row.occurrences_in_non_delegated_graphs and row.op_type != "Total"}
-    assert not set(left) & {"aten_any_dim", "aten_logical_not_default", "aten__safe_softmax_default"}, left
-    # Every linear and matmul of the decoder runs in XNNPACK (what is left is cache writes, views, norms' means).
-    assert not set(left) & {"aten_linear_default", "aten_bmm_default", "aten_mm_default", "aten__softmax_default"}, left
     layers = model.config.get_text_config().num_hidden_layers
-    assert info.num_delegated_subgraphs <= 11 * layers, (info.num_delegated_subgraphs, left)  # 11 per layer today
+    for llm_ops, per_layer in ((True, 2), (False, 7)):  # partitions per layer today: 2 (llm ops), 6 (aten ops)
+        decoder = export_parts(parts, llm_ops)["text_decoder"]
+        edge = to_edge_transform_and_lower({"forward": decoder}, partitioner=[XnnpackPartitioner()],
+                                           compile_config=EdgeCompileConfig(_check_ir_validity=False))
+        info = get_delegation_info(edge.exported_program("forward").graph_module)
+        frame = info.get_operator_delegation_dataframe()
+        left = {row.op_type: row.occurrences_in_non_delegated_graphs for row in frame.itertuples()
+                if row.occurrences_in_non_delegated_graphs and row.op_type != "Total"}
+        assert not set(left) & {"aten_any_dim", "aten_logical_not_default", "aten__safe_softmax_default"}, left
+        # Every linear and matmul of the decoder runs in XNNPACK (what is left: cache writes, views, norms' means).
+        assert not set(left) & {"aten_linear_default", "aten_bmm_default", "aten_mm_default", "aten__softmax_default"}, left
+        if llm_ops:  # one cache write per key / value and one attention op per layer, no index_put
+            assert left.get("llama_custom_sdpa_default") == layers and "aten_index_put_default" not in left, left
+            assert left.get("auto_functionalized_v2") == 2 * layers, left
+        assert info.num_delegated_subgraphs <= per_layer * layers + 2, (llm_ops, info.num_delegated_subgraphs, left)
+
+
+def test_llm_ops_decoder_equals_the_static_cache_decoder(tiny):
+    """ExecuTorch's update_cache / custom_sdpa decoder gives the plain decoder's logits: prefill, decode steps,
+    and a second generation from position 0 over the first one's stale cache (how every program is reused)."""
+    from vlsi_edge.deploy.executorch_decoder import CustomOpDecoder
+
+    family, _, _, model = tiny
+    parts = split_model(model, family, TINY.image_size, max_cache_len=32)
+    fast = CustomOpDecoder(parts.text_decoder).eval()
+    torch.manual_seed(1)
+    hidden = parts.text_decoder.lm_head.weight.shape[1]
+    prompts = [torch.randn(1, 7, hidden), torch.randn(1, 5, hidden)]
+    steps = [torch.randn(1, 1, hidden) for _ in range(3)]
+
+    def feed(decoder, embeds, start):
+        positions = torch.arange(start, start + embeds.shape[1])
+        if parts.mrope_grid is None:
+            return decoder(embeds, positions)
+        return decoder(embeds, positions, positions.repeat(3, 1, 1))
+
+    with torch.no_grad():
+        for prompt in prompts:  # the second prompt is shorter: positions 5.. of the cache hold stale entries
+            for decoder_outputs in zip(*[[feed(d, prompt, 0), *(feed(d, s, prompt.shape[1] + i) for i, s in enumerate(steps))]
+                                         for d in (parts.text_decoder, fast)]):
+                torch.testing.assert_close(decoder_outputs[1], decoder_outputs[0], atol=1e-5, rtol=1e-5)
+    before = {m.config._attn_implementation for m in parts.text_decoder.modules() if hasattr(m, "config")}
+    assert "executorch_custom_sdpa" not in before  # the shared language model's setting is restored
 
 
 def test_llava_image_encoder_quantizes_and_exports_past_an_unused_pooling_head():

@@ -125,6 +125,7 @@ def check_fits(export_dir: Path, prepared: Prepared, question: str) -> None:
 def generate(prepared: Prepared, max_new_tokens: int, on_text=None) -> dict:
     """Step 2: ExecuTorch's multimodal runner, called as the app calls LlmModule; the answer and timings."""
     import executorch.kernels.quantized  # noqa: F401  (registers the quantized embedding kernels; the AAR links them)
+    from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401  (llama::update_cache / custom_sdpa; so does the AAR)
     import torch
     from executorch.extension.llm.runner import (
         GenerationConfig,

@@ -41,6 +41,8 @@ def parse_args(argv):
     runtime.add_argument("--threads", type=whole_number(1), default=os.cpu_count(), help="runtime threads (default: all cores)")
     runtime.add_argument("--items", type=whole_number(1), default=5, help="ShapesVQA items per program (after one warm-up)")
     runtime.add_argument("--decode-tokens", type=whole_number(1), default=32, help="tokens decoded per item (EOS ignored)")
+    runtime.add_argument("--repeats", type=whole_number(1), default=5,
+                         help="interleaved rounds: every row (ours and llama.cpp) once per round, order rotated")
     runtime.add_argument("--work", type=Path, default=Path("runs/bench-runtime"),
                          help="models and exports are built here once and reused")
     runtime.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
         atomic.check_writable_dir(args.work, "--work")
         result = runtime.run(args.out, args.work, args.models, args.threads, args.items, args.decode_tokens, command,
-                             args.overrides)
+                             args.overrides, args.repeats)
         print(runtime.markdown(result))
     elif args.command == "probe":
         from vlsi_edge.benchmarks import probe

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from vlsi_edge import atomic, logs
 from vlsi_edge.config import describe
+from vlsi_edge.errors import whole_number
 from vlsi_edge.contracts.manifest import MANIFEST, write_manifest
 from vlsi_edge.contracts.run_dir import RunDir
 from vlsi_edge.errors import boundary
@@ -60,12 +61,13 @@ def check_destination(out_dir: Path, overwrite: bool) -> None:
 
 
 def export_target(source, target: TargetConfig, out_dir: Path, validate: bool = True, command: str = "",
-                  overwrite: bool = False, allow_quant_mismatch: bool = False) -> ExportResult:
+                  overwrite: bool = False, allow_quant_mismatch: bool = False, jobs: int = 1) -> ExportResult:
     """Export (`deploy`), then validate (`validate`) `source` for `target` into out_dir.
 
     Everything is written into a staging directory beside out_dir and moved into place at the end
     (reports included, whatever the gate says), so an interrupted export never leaves a half-written
-    directory and never damages the previous export.
+    directory and never damages the previous export. jobs: ExecuTorch programs lowered side by side
+    (0: as many as cores, schemes and memory allow).
     """
     from vlsi_edge.deploy.pipeline import export_programs, plan_export
     from vlsi_edge.validate.run import summary, validate_export
@@ -75,7 +77,11 @@ def export_target(source, target: TargetConfig, out_dir: Path, validate: bool = 
     plan = plan_export(source, target, allow_quant_mismatch)  # bad target settings are refused before anything is written
     report = None
     with atomic.staged_dir(out_dir) as staging:
-        manifest = export_programs(source, target, staging, plan)
+        if jobs == 0:
+            from vlsi_edge.deploy.executorch_job import auto_jobs
+
+            jobs = auto_jobs(source.model_dir, len(target.executorch.schemes) if "executorch" in target.formats else 0)
+        manifest = export_programs(source, target, staging, plan, jobs)
         if validate:
             report = validate_export(staging, source.model_dir, source.data, target, command, teacher=source.teacher)
             manifest["validation"] = summary(report)
@@ -98,6 +104,9 @@ def parse_args(argv):
     parser.add_argument("--out", type=Path, help="export directory (default: exports/<run>-<target>)")
     parser.add_argument("--no-validate", action="store_true", help="export only (no report, no gate)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out when it is an earlier export")
+    parser.add_argument("--jobs", type=whole_number(0), default=0,
+                        help="ExecuTorch programs lowered side by side, each in its own process (default 0: one per "
+                             "core and scheme, as many as memory holds; 1: one after the other, in this process)")
     parser.add_argument("--allow-quant-mismatch", action="store_true",
                         help="export 4-bit schemes a quantize-aware student was not trained for (see distill.quantize_aware)")
     logs.add_flag(parser)
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "vlsi_edge.export", *argv])
     check_destination(out, args.overwrite)  # before minutes of lowering
     result = export_target(source, target, out, validate=not args.no_validate, command=command,
-                           overwrite=args.overwrite, allow_quant_mismatch=args.allow_quant_mismatch)
+                           overwrite=args.overwrite, allow_quant_mismatch=args.allow_quant_mismatch, jobs=args.jobs)
     print(f"exported {len(result.manifest['artifacts'])} artifacts to {out} in {result.seconds:.0f} s")
     if result.report is not None:
         print((out / "report.md").read_text())

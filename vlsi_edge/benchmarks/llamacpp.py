@@ -313,6 +313,7 @@ def time_decode(
         "tokens_per_s_runs": decode_rates,
         "prefill_tokens_per_s": statistics.median(prefill_rates),
         "extra_buffers": extra_buffers,
+        "n_ctx": ctx_params.n_ctx,
         "build_has_amx": amx,
         "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
     }

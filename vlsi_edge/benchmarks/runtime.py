@@ -2,10 +2,13 @@
 
 For each model (the toy student; real-size SmolVLM-256M / 500M architectures with random weights) it
 exports every scheme once (cached under the work directory), then runs each program in its own worker
-process (`vlsi_edge.runtime.worker`; transformers' row: `vlsi_edge.benchmarks.hf_baseline`) over the same ShapesVQA images and questions, decoding a fixed
-number of tokens. Per row: image-encode ms, time to first token, decode tokens/s (median and range over
-the items), peak RSS, file size, and decode speed as a fraction of the memory-bandwidth roofline
-(decoder weight bytes read per token / measured copy bandwidth).
+process (`vlsi_edge.runtime.worker`; transformers' row: `vlsi_edge.benchmarks.hf_baseline`) over the
+same ShapesVQA images and questions, decoding a fixed number of tokens, and llama.cpp (the `peer` extra)
+on the same text-decoder shapes. Rows are interleaved: `repeats` rounds, each running every row once in
+a rotated order, so machine noise hits all rows alike. Per row: image-encode ms, time to first token,
+decode tokens/s (median and range over the rounds of each round's median over the items), the ratio to
+llama.cpp Q4_0's decode speed, peak RSS, file size, and decode speed as a fraction of the
+memory-bandwidth roofline (decoder weight bytes read per token / measured copy bandwidth).
 """
 
 from __future__ import annotations
@@ -115,59 +118,127 @@ def write_inputs(model_dir: Path, items: int, path: Path) -> None:
     write(family, family.load_processor(model_dir), validation_items(ShapesConfig(), items), path)
 
 
-def summarize(run: dict) -> dict:
-    per_item = run["decode_steps"] / run["decode_s"]
-
-    def stat(values, scale=1.0):
-        values = np.asarray(values) * scale
-        return {"median": float(np.median(values)), "min": float(values.min()), "max": float(values.max())}
-
-    return {"encode_ms": stat(run["encode_s"], 1000), "first_token_ms": stat(run["first_token_s"], 1000),
-            "decode_tokens_per_s": stat(per_item), "peak_rss_mb": round(float(run["peak_rss_mb"]), 1)}
+def item_medians(run: dict) -> dict:
+    """One pass of a program over the items: the median of each stage."""
+    return {"encode_ms": float(np.median(run["encode_s"])) * 1000,
+            "first_token_ms": float(np.median(run["first_token_s"])) * 1000,
+            "decode_tokens_per_s": float(np.median(run["decode_steps"] / run["decode_s"])),
+            "peak_rss_mb": float(run["peak_rss_mb"])}
 
 
-def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens: int, bandwidth: float | None,
-                overrides: list[str]) -> dict:
+def across_repeats(passes: list[dict]) -> dict:
+    """Median and range over the interleaved repeats of each stage's per-pass median."""
+    row = {}
+    for key in ("encode_ms", "first_token_ms", "decode_tokens_per_s"):
+        values = [p[key] for p in passes if key in p]
+        if values:
+            row[key] = {"median": float(np.median(values)), "min": min(values), "max": max(values), "runs": values}
+    row["peak_rss_mb"] = round(max(p.get("peak_rss_mb", 0.0) for p in passes), 1)
+    return row
+
+
+def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens: int, repeats: int,
+                bandwidth: float | None, overrides: list[str]) -> dict:
+    """Every row of `model`, interleaved: `repeats` rounds, each running every row once (our programs over
+    `items` items, llama.cpp over the same number of decode steps), the order rotated each round, so a
+    noisy minute slows every row alike rather than one."""
     from vlsi_edge.contracts.manifest import load_manifest
-    from vlsi_edge.validate.run import run_program
 
     start = time.perf_counter()
     model_dir, exports = prepare(model, work, threads, overrides)
     prepared_s = time.perf_counter() - start
     manifests = {name: load_manifest(d) for name, d in exports.items()}
-    rows, export_seconds = {}, {}
+    owner = {row: name for name, m in manifests.items() for row in m["artifacts"]}
+    order = [r for r in ROWS if r == "hf" or r in owner]
+    peer_error = None
+    if model in ARCHITECTURES:
+        ok, reason = llamacpp.available()
+        order += [f"llama.cpp-{q}" for q in PEER_QUANTS] if ok else []
+        peer_error = None if ok else reason
+    passes: dict[str, list[dict]] = {row: [] for row in order}
+    errors: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         inputs = Path(tmp) / "inputs.npz"
         write_inputs(model_dir, items, inputs)
-        owner = {row: name for name, m in manifests.items() for row in m["artifacts"]}
-        for row in [r for r in ROWS if r == "hf" or r in owner]:
-            # transformers' row loads the model directory; an export's manifest still sizes its decoder
-            name = owner.get(row, next(iter(exports)))
-            manifest = manifests[name]
-            if row != "hf":
-                export_seconds[row] = manifest["export_seconds"][row]
-            if row == "hf":
-                run, error = hf_row(model_dir, inputs, threads, decode_tokens)
-            else:
-                run, error = run_program(exports[name], row, inputs, threads, decode_tokens, ignore_eos=True)
-            if error:
-                rows[row] = {"error": error}
-                log.warning("%s %s failed: %s", model, row, error)
-                continue
-            result = summarize(run)
-            if row != "hf":
-                result["bytes"] = sum(f["bytes"] for f in manifest["artifacts"][row]["files"].values())
-            per_token = decoder_bytes_per_token(model_dir, manifest, row)
-            result["decoder_bytes_per_token"] = per_token
-            if bandwidth:
-                roofline = bandwidth * 1e9 / per_token
-                result["roofline_tokens_per_s"] = roofline
-                result["roofline_fraction"] = result["decode_tokens_per_s"]["median"] / roofline
-            rows[row] = result
-            log.info("%s %s: %s", model, row, result)
+        for repeat, rotated in enumerate(rounds(order, repeats)):
+            for row in rotated:
+                if row in errors:
+                    continue
+                measured, error = one_pass(row, model, model_dir, exports.get(owner.get(row, "")), inputs, threads,
+                                           decode_tokens, work)
+                if error:
+                    errors[row] = error
+                    log.warning("%s %s failed: %s", model, row, error)
+                else:
+                    passes[row].append(measured)
+                    log.info("%s %s repeat %d: %s", model, row, repeat + 1, measured)
+    rows = {}
+    for row in order:
+        if row in errors:
+            rows[row] = {"error": errors[row]}
+            continue
+        rows[row] = {**across_repeats(passes[row]), **sizes(row, model, model_dir, manifests.get(owner.get(row, "")),
+                                                             passes[row], bandwidth)}
+    add_ratios(rows)
     onnx_files = sorted((exports["onnx"] / "onnx").glob("*.onnx")) if "onnx" in exports else []
-    return {"model": model, "export_seconds": export_seconds, "prepare_s": round(prepared_s, 1), "rows": rows,
+    return {"model": model, "prepare_s": round(prepared_s, 1), "rows": rows, "peer_error": peer_error,
+            "export_seconds": {row: manifests[owner[row]]["export_seconds"][row] for row in order if row in owner},
+            "max_context_len": next(iter(manifests.values()))["max_context_len"] if manifests else None,
             "onnx_files_mb": {f.name: round(f.stat().st_size / 1e6, 1) for f in onnx_files}}
+
+
+PEER_QUANTS = ("Q8_0", "Q4_0")  # the last one is what every row's speed is compared with
+
+
+def rounds(order: list[str], repeats: int) -> list[list[str]]:
+    """The rows' order in each round: rotated by one each round, so no row always runs first (or last)."""
+    return [order[r % len(order):] + order[:r % len(order)] for r in range(repeats)]
+
+
+def add_ratios(rows: dict) -> None:
+    """Each row's median decode speed over llama.cpp Q4_0's (`vs_llamacpp_q4_0`), where both exist."""
+    reference = rows.get(f"llama.cpp-{PEER_QUANTS[-1]}", {}).get("decode_tokens_per_s", {}).get("median")
+    for r in rows.values():
+        if reference and "decode_tokens_per_s" in r:
+            r["vs_llamacpp_q4_0"] = r["decode_tokens_per_s"]["median"] / reference
+
+
+def one_pass(row: str, model: str, model_dir: Path, export_dir: Path | None, inputs: Path, threads: int,
+             decode_tokens: int, work: Path) -> tuple[dict | None, str | None]:
+    """One measurement of `row`: (stage medians, None) or (None, why it failed)."""
+    from vlsi_edge.validate.run import run_program
+
+    if row.startswith("llama.cpp-"):
+        result = llamacpp.llamacpp_decode(llamacpp.TEXT_DECODERS[model], row.split("-", 1)[1], threads,
+                                          tokens=decode_tokens, repeats=1, workdir=work / "gguf")
+        if "tokens_per_s" not in result:
+            return None, result.get("reason", "llama.cpp failed")
+        return {"decode_tokens_per_s": result["tokens_per_s"], "peak_rss_mb": result.get("peak_rss_mb", 0.0),
+                "file_bytes": result["file_bytes"], "weight_bytes": result["weight_bytes"],
+                "n_ctx": result.get("n_ctx"), "extra_buffers": result.get("extra_buffers")}, None
+    if row == "hf":
+        run, error = hf_row(model_dir, inputs, threads, decode_tokens)
+    else:
+        run, error = run_program(export_dir, row, inputs, threads, decode_tokens, ignore_eos=True)
+    return (None, error) if error else (item_medians(run), None)
+
+
+def sizes(row: str, model: str, model_dir: Path, manifest: dict | None, passes: list[dict],
+          bandwidth: float | None) -> dict:
+    """File size, weight bytes a decode step reads, and the roofline fraction of the median speed."""
+    out = {}
+    if row.startswith("llama.cpp-"):
+        out = {"bytes": passes[0]["file_bytes"], "decoder_bytes_per_token": passes[0]["weight_bytes"],
+               "peer": "llama.cpp (text decoder only)", "extra_buffers": passes[0]["extra_buffers"]}
+    else:
+        if row != "hf":
+            out["bytes"] = sum(f["bytes"] for f in manifest["artifacts"][row]["files"].values())
+        out["decoder_bytes_per_token"] = decoder_bytes_per_token(model_dir, manifest, row)
+    if bandwidth and passes:
+        roofline = bandwidth * 1e9 / out["decoder_bytes_per_token"]
+        out["roofline_tokens_per_s"] = roofline
+        out["roofline_fraction"] = float(np.median([p["decode_tokens_per_s"] for p in passes])) / roofline
+    return out
 
 
 def hf_row(model_dir: Path, inputs: Path, threads: int, decode_tokens: int) -> tuple[dict | None, str | None]:
@@ -177,21 +248,6 @@ def hf_row(model_dir: Path, inputs: Path, threads: int, decode_tokens: int) -> t
     job = {"model_dir": str(model_dir), "inputs": str(inputs), "threads": threads, "max_new_tokens": decode_tokens,
            "ignore_eos": True}
     return spawn_arrays("vlsi_edge.benchmarks.hf_baseline", job, threads=threads or None)
-
-
-def peer_rows(model: str, work: Path, threads: int, decode_tokens: int, bandwidth: float | None) -> dict:
-    """llama.cpp on the same text decoder dimensions (Q8_0, Q4_0), or why it could not run."""
-    ok, reason = llamacpp.available()
-    if not ok:
-        return {"error": reason}
-    rows = {}
-    for quant in ("Q8_0", "Q4_0"):
-        result = llamacpp.llamacpp_decode(llamacpp.TEXT_DECODERS[model], quant, threads, tokens=decode_tokens,
-                                          workdir=work / "gguf")
-        if bandwidth and result.get("file_bytes"):
-            result["roofline_fraction"] = result["tokens_per_s"] / (bandwidth * 1e9 / result["weight_bytes"])
-        rows[f"llama.cpp-{quant}"] = result
-    return rows
 
 
 def check(models: list[str], threads: int, overrides: list[str]) -> None:
@@ -206,7 +262,7 @@ def check(models: list[str], threads: int, overrides: list[str]) -> None:
 
 
 def run(out: Path, work: Path, models: list[str], threads: int, items: int, decode_tokens: int, command: str,
-        overrides: list[str] = ()) -> dict:
+        overrides: list[str] = (), repeats: int = 5) -> dict:
     """Benchmark `models`; write runtime.json / .md / .png into out. `overrides` adjust the export target."""
     check(models, threads, list(overrides))
     start = time.perf_counter()
@@ -215,11 +271,10 @@ def run(out: Path, work: Path, models: list[str], threads: int, items: int, deco
     measured = memory_bandwidth(size_mb=2048, threads=tuple(sorted({1, threads})))
     bandwidth = measured["by_threads"][str(threads)]["median_gb_s"]
     result = {"command": command, "threads": threads, "items": items, "decode_tokens": decode_tokens,
-              "cpu_count": os.cpu_count(), "bandwidth": measured, "models": {}}
+              "repeats": repeats, "cpu_count": os.cpu_count(), "bandwidth": measured, "models": {}}
     for model in models:
-        result["models"][model] = bench_model(model, work, threads, items, decode_tokens, bandwidth, list(overrides))
-        if model in ARCHITECTURES:
-            result["models"][model]["peer"] = peer_rows(model, work, threads, decode_tokens, bandwidth)
+        result["models"][model] = bench_model(model, work, threads, items, decode_tokens, repeats, bandwidth,
+                                              list(overrides))
     result["wall_s"] = round(time.perf_counter() - start, 1)
     atomic.write_json(out / "runtime.json", result)
     atomic.write_text(out / "runtime.md", markdown(result))
@@ -238,32 +293,35 @@ def markdown(result: dict) -> str:
     lines = []
     for model, m in result["models"].items():
         lines += [f"### {model}", "",
-                  "| runtime / scheme | encode ms | TTFT ms | decode tok/s | peak RSS MB | size MB | roofline |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| runtime / scheme | encode ms | TTFT ms | decode tok/s | x llama.cpp Q4_0 | peak RSS MB | size MB | "
+                  "roofline |", "|---|---|---|---|---|---|---|---|"]
         for row, r in m["rows"].items():
+            name = LABELS.get(row, row) + (" (text decoder only)" if "peer" in r else "")
             if "error" in r:
-                lines.append(f"| {LABELS.get(row, row)} | failed: {r['error'][:120]} | | | | | |")
+                lines.append(f"| {name} | failed: {r['error'][:120]} | | | | | | |")
                 continue
+            cells = [_range(r[k], ".1f") if k in r else "" for k in ("encode_ms", "first_token_ms", "decode_tokens_per_s")]
+            ratio = f"{r['vs_llamacpp_q4_0']:.2f}" if "vs_llamacpp_q4_0" in r else ""
             size = f"{r['bytes'] / 1e6:.1f}" if "bytes" in r else ""
+            rss = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") else ""
             roof = f"{r['roofline_fraction']:.0%}" if "roofline_fraction" in r else ""
-            lines.append(f"| {LABELS.get(row, row)} | {_range(r['encode_ms'], '.1f')} | {_range(r['first_token_ms'], '.1f')} | "
-                         f"{_range(r['decode_tokens_per_s'], '.1f')} | {r['peak_rss_mb']:.0f} | {size} | {roof} |")
-        for row, r in m.get("peer", {}).items():
-            if row == "error" or "error" in r:
-                lines.append(f"| llama.cpp | not run: {r if row == 'error' else r['error']} | | | | | |")
-                continue
-            roof = f"{r['roofline_fraction']:.0%}" if "roofline_fraction" in r else ""
-            lines.append(f"| {row} (text decoder only) | | | {r['tokens_per_s']:.1f} | {r.get('peak_rss_mb', '')} | "
-                         f"{r['file_bytes'] / 1e6:.1f} | {roof} |")
+            lines.append(f"| {name} | {' | '.join(cells)} | {ratio} | {rss} | {size} | {roof} |")
+        if m.get("peer_error"):
+            lines.append(f"| llama.cpp | not run: {m['peer_error']} | | | | | | |")
         lines.append("")
     if "smolvlm-256m" in result["models"]:
         lines += ["Our SmolVLM-256M-size ONNX files beside the official SmolVLM-256M ONNX exports:", "",
                   size_comparison(result)]
     bw = result["bandwidth"]
-    lines += [f"Decode: {result['decode_tokens']} tokens after the prompt, {result['items']} items (median and range), "
-              f"{result['threads']} threads. Roofline: decode tokens/s as a fraction of (copy bandwidth "
-              f"{bw['by_threads'][str(result['threads'])]['median_gb_s']:.1f} GB/s at {result['threads']} threads) / "
-              "(decoder weight bytes per token). "
+    contexts = sorted({m["max_context_len"] for m in result["models"].values() if m.get("max_context_len")})
+    lines += [f"{result['repeats']} interleaved repeats (every row once per round, the order rotated each round); a "
+              f"row's cell is the median over the repeats (range in brackets) of its per-repeat median over "
+              f"{result['items']} items, each decoding {result['decode_tokens']} tokens after the prompt (llama.cpp: "
+              f"the same number of single-token decode steps after a 16-token prompt, n_ctx 256). "
+              f"{result['threads']} threads everywhere. KV cache: our programs' static cache of "
+              f"{', '.join(map(str, contexts)) or '?'} positions. Roofline: decode tokens/s as a fraction of (copy "
+              f"bandwidth {bw['by_threads'][str(result['threads'])]['median_gb_s']:.1f} GB/s at {result['threads']} "
+              "threads) / (decoder weight bytes per token). "
               f"Wall time {result['wall_s']:.0f} s. Measured by `{result['command']}`.", ""]
     return "\n".join(lines)
 
@@ -272,14 +330,12 @@ def plot(result: dict):
     models = list(result["models"])
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False)
     for ax, model in zip(axes[0], models):
-        m = result["models"][model]
-        names, values = [], []
-        for row, r in {**m["rows"], **{k: v for k, v in m.get("peer", {}).items() if isinstance(v, dict)}}.items():
-            if "error" in r:
-                continue
-            names.append(LABELS.get(row, row))
-            values.append(r["decode_tokens_per_s"]["median"] if "decode_tokens_per_s" in r else r["tokens_per_s"])
-        ax.barh(names, values, color="#2a9d8f")
+        rows = {row: r for row, r in result["models"][model]["rows"].items() if "decode_tokens_per_s" in r}
+        names = [LABELS.get(row, row) for row in rows]
+        medians = [r["decode_tokens_per_s"]["median"] for r in rows.values()]
+        low = [m - r["decode_tokens_per_s"]["min"] for m, r in zip(medians, rows.values())]
+        high = [r["decode_tokens_per_s"]["max"] - m for m, r in zip(medians, rows.values())]
+        ax.barh(names, medians, xerr=[low, high], color="#2a9d8f")
         ax.invert_yaxis()
         ax.set_title(f"{model}: decode tokens/s ({result['threads']} threads)")
     fig.tight_layout()

@@ -38,6 +38,7 @@ class Artifact(TypedDict, total=False):
     files: dict[str, FileEntry]  # role ('program', 'vision_encoder', ...) -> file
     methods: list[str]  # executorch: the program's methods
     stock_runner: bool  # executorch: ExecuTorch's MultimodalRunner can run it unmodified
+    llm_ops: bool  # executorch: the decoder calls llama::update_cache / custom_sdpa (the runtime must link them)
     transformers_js_dtype: str  # onnx: the dtype name transformers.js loads it by
 
 

@@ -11,20 +11,23 @@ cannot pass: its .pte runs in our host loop (vlsi_edge.runtime), not the stock r
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch.export import Dim, export
 
 from vlsi_edge import atomic
+from vlsi_edge.deploy.xnnpack_rewrites import delegable
+from vlsi_edge.deploy.executorch_decoder import CustomOpDecoder, attention_implementation
 from vlsi_edge.families.parts import Parts
 
 log = logging.getLogger(__name__)
 
 
-def export_parts(parts: Parts) -> dict:
-    """torch.export programs of the three parts (static image, dynamic token count up to the cache)."""
+def export_parts(parts: Parts, llm_ops: bool = True) -> dict:
+    """torch.export programs of the three parts (static image, dynamic token count up to the cache); the
+    text decoder on ExecuTorch's LLM ops (`executorch_decoder`) unless `llm_ops` is false. Each program is
+    rewritten so XNNPACK takes its reshapes and norms (`xnnpack_rewrites`)."""
     seq = Dim("seq", min=1, max=parts.max_cache_len - 1)
     example_tokens = torch.zeros(1, 3, dtype=torch.long)
     hidden_size = parts.token_embedding.embed_tokens.embedding_dim
@@ -36,39 +39,31 @@ def export_parts(parts: Parts) -> dict:
         decoder_shapes["position_ids"] = {2: seq}
     with eager_attention(parts.vision_encoder):
         vision = export(parts.vision_encoder, (parts.vision_encoder.example_pixel_values(),), strict=False)
-    with eager_attention(parts.text_decoder):
-        decoder = export(parts.text_decoder, (), decoder_inputs, dynamic_shapes=decoder_shapes, strict=True)
-    return {
+    text_decoder = CustomOpDecoder(parts.text_decoder).eval() if llm_ops else parts.text_decoder
+    with eager_attention(text_decoder):
+        decoder = export(text_decoder, (), decoder_inputs, dynamic_shapes=decoder_shapes, strict=True)
+    programs = {
         "vision_encoder": vision,
         "token_embedding": export(parts.token_embedding, (example_tokens,), dynamic_shapes=({1: seq},), strict=False),
         "text_decoder": decoder,
     }
+    for name, program in programs.items():
+        rewritten = delegable(program)
+        log.debug("%s: rewritten for XNNPACK %s", name, rewritten)
+    return programs
 
 
-@contextmanager
 def eager_attention(module: torch.nn.Module):
     """Export `module`'s Hugging Face attention as plain matmul-softmax-matmul ("eager") instead of SDPA.
 
     SDPA decomposes with a "safe softmax" (eq / logical_not / any / where / full_like over the
     [heads, P, P] scores) that the XNNPACK partitioner does not take, so those ops ran in ExecuTorch's
     portable kernels on one thread: the SmolVLM-256M-size SigLIP tower at 512 px encoded in 1889 ms, and
-    in 1002 ms with eager attention (same outputs; docs/BENCHMARKS.md). The text decoder too: on the toy
-    student its graph left 553 ops outside XNNPACK in 90 islands with SDPA, 444 in 82 with eager attention.
-    Restores the setting afterwards.
+    in 1002 ms with eager attention (same outputs; docs/BENCHMARKS.md). The text decoder too, where it is
+    not on the LLM ops: on the toy student its graph left 553 ops outside XNNPACK in 90 islands with SDPA,
+    444 in 82 with eager attention (and 260 in 42 on the LLM ops, `executorch_decoder`).
     """
-    configs = {}
-    for m in module.modules():
-        config = getattr(m, "config", None)
-        if hasattr(config, "_attn_implementation"):
-            configs[id(config)] = config
-    saved = {key: c._attn_implementation for key, c in configs.items()}
-    for c in configs.values():
-        c._attn_implementation = "eager"
-    try:
-        yield
-    finally:
-        for key, c in configs.items():
-            c._attn_implementation = saved[key]
+    return attention_implementation(module, "eager")
 
 
 def runner_metadata(parts: Parts, tokenizer, eos_token: str) -> dict:
@@ -84,13 +79,13 @@ def runner_metadata(parts: Parts, tokenizer, eos_token: str) -> dict:
     }
 
 
-def export_executorch(parts: Parts, metadata: dict, path: str | Path) -> int:
+def export_executorch(parts: Parts, metadata: dict, path: str | Path, llm_ops: bool = True) -> int:
     """Lower to XNNPACK and write the .pte atomically; returns its size in bytes."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
 
-    programs = export_parts(parts)
+    programs = export_parts(parts, llm_ops)
     edge = to_edge_transform_and_lower(
         programs,
         partitioner=[XnnpackPartitioner()],

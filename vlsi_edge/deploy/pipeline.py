@@ -6,7 +6,6 @@ validation: `vlsi_edge.export.export_target`).
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,11 +23,12 @@ from vlsi_edge.data import ShapesConfig, ShapesVQA, VQASample
 from vlsi_edge.data.shapes import shapes_config
 from vlsi_edge.deploy.app_golden import GOLDEN_INDEX, write_app_golden
 from vlsi_edge.deploy.calibration import calibration_items, record_feeds
-from vlsi_edge.deploy.executorch_export import export_executorch, runner_metadata
+from vlsi_edge.deploy.executorch_export import runner_metadata
+from vlsi_edge.deploy.executorch_job import start_executorch
 from vlsi_edge.deploy.hf_files import write_hf_files
 from vlsi_edge.deploy.onnx_export import export_onnx
 from vlsi_edge.families.parts import split_model
-from vlsi_edge.deploy.quantize import ONNX_GRAPHS, quantize_onnx, quantize_parts
+from vlsi_edge.deploy.quantize import ONNX_GRAPHS, quantize_onnx
 from vlsi_edge.deploy.targets import PRECISION, TargetConfig
 from vlsi_edge.contracts.quantize_aware import RECORD, quantize_aware_mismatches, read_record
 from vlsi_edge.families import Family, build_batch
@@ -239,10 +239,10 @@ def plan_export(source: Source, target: TargetConfig, allow_quant_mismatch: bool
     return Plan(family, processor, size, prompt, wrong)
 
 
-def export_programs(source: Source, target: TargetConfig, out_dir: Path, plan: Plan | None = None) -> dict:
+def export_programs(source: Source, target: TargetConfig, out_dir: Path, plan: Plan | None = None, jobs: int = 1) -> dict:
     """Export `source` for `target` into the empty directory out_dir: programs, Hugging Face files, the app's
     golden inputs and manifest.json (returned). `vlsi_edge.export.export_target` plans, stages, validates and
-    moves it."""
+    moves it. jobs > 1 lowers the ExecuTorch programs in that many processes, beside the ONNX export."""
     plan = plan or plan_export(source, target)
     family, processor, size, prompt = plan.family, plan.processor, plan.size, plan.prompt
     tokenizer = family.tokenizer(processor)
@@ -261,14 +261,18 @@ def export_programs(source: Source, target: TargetConfig, out_dir: Path, plan: P
     planned = [*(["executorch"] * len(target.executorch.schemes) if "executorch" in target.formats else []),
                *(["onnx"] * (1 + len(target.onnx.schemes)) if "onnx" in target.formats else [])]
     with tqdm(total=len(planned), desc=f"export {target.name}", unit="artifact") as progress:
+        wait = lambda: None  # noqa: E731
         if "executorch" in target.formats:
-            executorch_artifacts(model, family, size, target, metadata, out_dir, artifacts, timings, progress)
+            wait = start_executorch(model, family, size, target, metadata, out_dir, artifacts, timings, progress,
+                                    source.model_dir, jobs)
         if "onnx" in target.formats:
             def calibrate(onnx_dir: Path) -> dict:  # gptq: what the fp32 graphs see answering calibration items
                 return record_feeds(onnx_dir, family, processor, calibration_items(source, target), parts.image_token_id,
                                     metadata["get_eos_ids"][0], target.max_new_tokens, parts.mrope_grid)
 
             onnx_artifacts(model, family, size, target, out_dir, artifacts, timings, progress, calibrate)
+        wait()
+    artifacts = {name: artifacts[name] for name in sorted(artifacts, key=lambda n: not n.startswith("executorch"))}
 
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -304,27 +308,6 @@ def export_programs(source: Source, target: TargetConfig, out_dir: Path, plan: P
         manifest["app_golden"] = (golden / GOLDEN_INDEX).relative_to(out_dir).as_posix()
     write_manifest(out_dir, manifest)
     return manifest
-
-
-def executorch_artifacts(model, family, size: int, target: TargetConfig, metadata: dict, staging: Path,
-                         artifacts: dict, timings: dict, progress: tqdm) -> None:
-    """One .pte per scheme, each from a fresh copy of the model (quantization rewrites modules in place)."""
-    for scheme in target.executorch.schemes:
-        progress.set_postfix_str(f"executorch-{scheme}")
-        t = time.perf_counter()
-        parts = split_model(copy.deepcopy(model), family, size, max_cache_len=target.max_context_len)
-        recipe = quantize_parts(parts, scheme, target.executorch)
-        path = staging / f"model-{scheme}.pte"
-        export_executorch(parts, metadata, path)
-        artifacts[f"executorch-{scheme}"] = {
-            "runtime": "executorch", "backend": "xnnpack", "scheme": scheme, "precision": PRECISION[scheme],
-            "quantization": recipe, "files": {"program": file_entry(staging, path)},
-            "methods": ["vision_encoder", "token_embedding", "text_decoder", *metadata],
-            "stock_runner": parts.mrope_grid is None,  # Qwen2-VL's M-RoPE needs our host loop
-        }
-        timings[f"executorch-{scheme}"] = round(time.perf_counter() - t, 1)
-        log.info("executorch %s: %d bytes in %.0f s", scheme, path.stat().st_size, timings[f"executorch-{scheme}"])
-        progress.update()
 
 
 EIGHT_BIT = {"method": "onnxruntime quantize_dynamic", "activations": "uint8 dynamic", "ops": ["MatMul", "Gather"]}

@@ -50,6 +50,11 @@ class ExecutorchTarget:
         "hqq", "how 8da4w picks its weight scales: hqq (HQQ's scale search, ExecuTorch's default) or rtn "
         "(round-to-nearest; what a distill.quantize_aware=8da4w student was trained through)"
     )
+    llm_ops: bool = option(
+        True, "text decoder on ExecuTorch's LLM ops (llama.update_cache writes the KV cache, llama.custom_sdpa "
+        "attends over its filled part: ExecuTorch's own LLM fast path; the stock runner, the Python runtime and the "
+        "Android AAR link them); false: plain aten ops, for a runtime built without EXECUTORCH_BUILD_KERNELS_LLM"
+    )
 
     def __post_init__(self):
         if self.group_size < 1:

@@ -19,6 +19,7 @@ from vlsi_edge.runtime.loop import Generation, fixed_pixels, greedy
 class ExecuTorchVLM:
     def __init__(self, pte: str | Path, image_token_id: int, image_grid: tuple[int, int] | None = None):
         import executorch.kernels.quantized  # noqa: F401  (registers embedding_byte / embedding_4bit)
+        from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401  (llama::update_cache, custom_sdpa)
         from executorch.runtime import Runtime
 
         try:
