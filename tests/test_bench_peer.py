@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -69,3 +71,25 @@ def test_llamacpp_decode_tiny_q4_and_q8(llama_workdir):
 def test_llamacpp_decode_rejects_unknown_quant(tmp_path):
     with pytest.raises(ValueError, match="Q4_0"):
         llamacpp.gguf_path(TINY_LLAMA, "Q5_K", tmp_path)
+
+
+def test_ortgenai_decodes_its_own_int4_build_of_a_tiny_llama(tmp_path):
+    """The onnxruntime-genai peer: the builder's int4 CPU decoder (MatMulNBits with int8 compute, fused attention
+    and norms) of the same dims, timed by its own generation loop."""
+    import onnx
+
+    from vlsi_edge.benchmarks import ortgenai
+
+    ok, reason = ortgenai.available()
+    if not ok:
+        pytest.skip(f"onnxruntime-genai peer not installed: {reason}")
+    result = ortgenai.ortgenai_decode(TINY_LLAMA, threads=1, tokens=8, repeats=2, workdir=tmp_path)
+    assert result["tokens_per_s"] > 0 and len(result["tokens_per_s_runs"]) == 2
+    graph = onnx.load(next(p for p in (tmp_path.glob("genai-*/model.onnx"))), load_external_data=False).graph
+    ops = {node.op_type for node in graph.node}
+    assert {"MatMulNBits", "GroupQueryAttention", "SkipSimplifiedLayerNormalization"} <= ops, ops
+    attributes = [{a.name: a.i for a in n.attribute} for n in graph.node if n.op_type == "MatMulNBits"]
+    assert {a["bits"] for a in attributes} == {4} and {a["accuracy_level"] for a in attributes} == {4}
+    assert result["file_bytes"] > 0
+    # a second call reuses the built model
+    assert ortgenai.genai_path(TINY_LLAMA, tmp_path) == Path(result["path"])

@@ -39,7 +39,7 @@ from conftest import JS_DIR, NODE, run_transformers_js
 # Max relative L2 error of a part's output vs eager, by precision (measured: fp32 ~3e-5, int8 ~0.03,
 # int4 ~0.09 at most on the toy student).
 TOLERANCE = {"fp32": 1e-4, "fp16": 0.01, "int8": 0.05, "int4": 0.15}
-ONNX_DTYPES = ["fp32", "fp16", "q8", "int8", "uint8", "int4", "q4f16"]
+ONNX_DTYPES = ["fp32", "fp16", "q8", "int8", "uint8", "int4", "q4f16", "int4_cpu"]
 ARTIFACTS = ["executorch-fp32", "executorch-8da4w", *(f"onnx-{d}" for d in ONNX_DTYPES)]
 
 
@@ -138,6 +138,41 @@ def test_each_exported_part_matches_eager_on_real_images(exported, name):
         assert _relative(got_embeds, embeds) < tolerance
         got_embeds[0, ids[0].numpy() == runtime.image_token_id] = got_image[0]
         assert _relative(runtime.prefill(got_embeds, None), full.numpy()) < tolerance
+
+
+def test_fused_decoder_graph_equals_the_exported_one(exported):
+    """onnx-int4_cpu's RMSNorm fusion (onnxruntime's SkipSimplifiedLayerNormalization) changes no output: the
+    fused fp32 decoder against the exported one, on a prefill and a decode step from its own cache."""
+    from collections import Counter
+
+    import onnxruntime as ort
+
+    from vlsi_edge.deploy.onnx_fusion import fuse_decoder
+
+    result, zoo = exported
+    path = result.out_dir / "onnx" / "decoder_model_merged.onnx"
+    fused = fuse_decoder(path)
+    ops = Counter(node.op_type for node in fused.graph.node)
+    layers = zoo.model.config.text_config.num_hidden_layers
+    # two norms per layer and the final one; the first layer's input norm has no residual add before it
+    assert (ops["SkipSimplifiedLayerNormalization"], ops["SimplifiedLayerNormalization"]) == (2 * layers, 1)
+    assert ops["ReduceMean"] == 0 and ops["Pow"] == 0
+    plain, fast = ort.InferenceSession(str(path)), ort.InferenceSession(fused.SerializeToString())
+    inputs = plain.get_inputs()
+    rng = np.random.default_rng(0)
+    hidden = inputs[0].shape[2]
+    feeds = {"inputs_embeds": rng.standard_normal((1, 7, hidden)).astype(np.float32),
+             "attention_mask": np.ones((1, 7), np.int64), "position_ids": np.arange(7)[None],
+             **{i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32) for i in inputs
+                if i.name.startswith("past_key_values.")}}
+    for step in range(2):
+        want, got = plain.run(None, feeds), fast.run(None, feeds)
+        for w, g in zip(want, got):
+            np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4)
+        past = {i.name: v for i, v in zip(inputs[3:], want[1:])}  # present.* in the past_key_values.* order
+        n = feeds["attention_mask"].shape[1]
+        feeds = {"inputs_embeds": rng.standard_normal((1, 1, hidden)).astype(np.float32),
+                 "attention_mask": np.ones((1, n + 1), np.int64), "position_ids": np.array([[n]]), **past}
 
 
 @pytest.mark.parametrize("name", ["executorch-fp32", "onnx-fp32"])

@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vlsi_edge import atomic  # noqa: E402
-from vlsi_edge.benchmarks import llamacpp  # noqa: E402
+from vlsi_edge.benchmarks import llamacpp, ortgenai  # noqa: E402
 from vlsi_edge.benchmarks.architectures import ARCHITECTURES, OFFICIAL_SMOLVLM_256M_ONNX_MB  # noqa: E402
 from vlsi_edge.benchmarks.bandwidth import memory_bandwidth  # noqa: E402
 from vlsi_edge.config import ConfigError  # noqa: E402
@@ -35,8 +35,9 @@ from vlsi_edge.config import ConfigError  # noqa: E402
 log = logging.getLogger(__name__)
 
 MODELS = ("toy", *ARCHITECTURES)
-ROWS = ("hf", "executorch-fp32", "executorch-8da8w", "executorch-8da4w", "onnx-fp32", "onnx-int8", "onnx-int4")
-BENCH_TARGET = ["executorch.schemes=[fp32, 8da8w, 8da4w]", "onnx.schemes=[fp32, int8, int4]",
+ROWS = ("hf", "executorch-fp32", "executorch-8da8w", "executorch-8da4w", "onnx-fp32", "onnx-int8", "onnx-int4",
+        "onnx-int4_cpu")
+BENCH_TARGET = ["executorch.schemes=[fp32, 8da8w, 8da4w]", "onnx.schemes=[fp32, int8, int4, int4_cpu]",
                 "executorch.image_encoder=int8", "executorch.embedding=int8", "max_context_len=256"]
 
 
@@ -155,6 +156,8 @@ def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens:
         ok, reason = llamacpp.available()
         order += [f"llama.cpp-{q}" for q in PEER_QUANTS] if ok else []
         peer_error = None if ok else reason
+        if ortgenai.available()[0]:
+            order.append(GENAI_ROW)
     passes: dict[str, list[dict]] = {row: [] for row in order}
     errors: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -188,6 +191,7 @@ def bench_model(model: str, work: Path, threads: int, items: int, decode_tokens:
 
 
 PEER_QUANTS = ("Q8_0", "Q4_0")  # the last one is what every row's speed is compared with
+GENAI_ROW = "onnxruntime-genai-int4"
 
 
 def rounds(order: list[str], repeats: int) -> list[list[str]]:
@@ -208,6 +212,11 @@ def one_pass(row: str, model: str, model_dir: Path, export_dir: Path | None, inp
     """One measurement of `row`: (stage medians, None) or (None, why it failed)."""
     from vlsi_edge.validate.run import run_program
 
+    if row == GENAI_ROW:
+        result = ortgenai.ortgenai_decode(llamacpp.TEXT_DECODERS[model], threads, tokens=decode_tokens, repeats=1,
+                                          workdir=work / "genai")
+        return {"decode_tokens_per_s": result["tokens_per_s"], "file_bytes": result["file_bytes"],
+                "weight_bytes": result["file_bytes"]}, None
     if row.startswith("llama.cpp-"):
         result = llamacpp.llamacpp_decode(llamacpp.TEXT_DECODERS[model], row.split("-", 1)[1], threads,
                                           tokens=decode_tokens, repeats=1, workdir=work / "gguf")
@@ -227,9 +236,11 @@ def sizes(row: str, model: str, model_dir: Path, manifest: dict | None, passes: 
           bandwidth: float | None) -> dict:
     """File size, weight bytes a decode step reads, and the roofline fraction of the median speed."""
     out = {}
-    if row.startswith("llama.cpp-"):
+    if row.startswith("llama.cpp-") or row == GENAI_ROW:
         out = {"bytes": passes[0]["file_bytes"], "decoder_bytes_per_token": passes[0]["weight_bytes"],
-               "peer": "llama.cpp (text decoder only)", "extra_buffers": passes[0]["extra_buffers"]}
+               "peer": row.split("-")[0] + " (text decoder only)"}
+        if "extra_buffers" in passes[0]:
+            out["extra_buffers"] = passes[0]["extra_buffers"]
     else:
         if row != "hf":
             out["bytes"] = sum(f["bytes"] for f in manifest["artifacts"][row]["files"].values())

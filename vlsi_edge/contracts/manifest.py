@@ -39,7 +39,7 @@ class Artifact(TypedDict, total=False):
     methods: list[str]  # executorch: the program's methods
     stock_runner: bool  # executorch: ExecuTorch's MultimodalRunner can run it unmodified
     llm_ops: bool  # executorch: the decoder calls llama::update_cache / custom_sdpa (the runtime must link them)
-    transformers_js_dtype: str  # onnx: the dtype name transformers.js loads it by
+    transformers_js_dtype: str | None  # onnx: the dtype name transformers.js loads it by (None: onnxruntime CPU only)
 
 
 class Image(TypedDict):

@@ -71,7 +71,7 @@ def quantize_aware_mismatches(record: dict | None, target) -> tuple[list[str], l
         elif (et.group_size, et.int4_method) != (group, "rtn"):
             wrong.append(f"executorch-8da4w (group_size {et.group_size}, int4_method {et.int4_method})")
             fixes.append(f"--set executorch.group_size={group} --set executorch.int4_method=rtn")
-    four = [s for s in ("int4", "q4f16") if s in ox.schemes] if "onnx" in target.formats else []
+    four = [s for s in ("int4", "q4f16", "int4_cpu") if s in ox.schemes] if "onnx" in target.formats else []
     if four and scheme != "int4":
         wrong += [f"onnx-{s}" for s in four]
         fixes.append(f"--set \"onnx.schemes=[{','.join(s for s in ox.schemes if s not in four)}]\"")

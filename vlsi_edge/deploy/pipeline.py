@@ -319,6 +319,9 @@ ONNX_QUANTIZATION = {
     "int4": {"method": "onnxruntime MatMulNBits", "weights": "int4 symmetric", "ops": ["MatMul", "Gather"]},
     "q4f16": {"method": "onnxruntime MatMulNBits, then float16 conversion", "weights": "int4 symmetric, fp16 scales",
               "ops": ["MatMul", "Gather"], "io": "fp32 (keep_io_types)"},
+    "int4_cpu": {"method": "onnxruntime transformer optimizer (RMSNorm fusion), then MatMulNBits", "weights": "int4 symmetric",
+                 "ops": ["MatMul", "Gather"], "fused": ["SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"],
+                 "runtime": "onnxruntime CPU only (int8 compute; not a transformers.js dtype: use onnx-int4 there)"},
 }
 
 
@@ -332,7 +335,7 @@ def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path
     timings["onnx-fp32"] = round(time.perf_counter() - t, 1)
     progress.update()
     feeds = None
-    if target.onnx.int4_method == "gptq" and {"int4", "q4f16"} & set(target.onnx.schemes):
+    if target.onnx.int4_method == "gptq" and {"int4", "q4f16", "int4_cpu"} & set(target.onnx.schemes):
         log.warning("onnx.int4_method gptq: onnxruntime's GPTQ (1.32) re-quantizes its result with a new symmetric "
                     "scale, a second rounding; on the toy it ended further from fp32 than rtn (docs/BENCHMARKS.md)")
         t = time.perf_counter()
@@ -346,7 +349,7 @@ def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path
         if scheme != "fp32":
             timings[f"onnx-{scheme}"] = round(time.perf_counter() - t, 1)
         quantization = ONNX_QUANTIZATION.get(scheme)
-        if scheme in ("int4", "q4f16"):
+        if scheme in ("int4", "q4f16", "int4_cpu"):
             weights = {"rtn": "int4 symmetric (round to nearest)",
                        "hqq": "int4: MatMul asymmetric (HQQ), the embedding table symmetric round to nearest",
                        "gptq": f"int4 symmetric: MatMul by GPTQ on {target.onnx.calibration_size} calibration items, "
@@ -354,10 +357,11 @@ def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path
             if scheme == "q4f16":
                 weights += ", fp16 scales"
             quantization = {**quantization, "weights": weights, "int4_method": target.onnx.int4_method,
-                            "block_size": target.onnx.block_size, "accuracy_level": target.onnx.accuracy_level}
+                            "block_size": target.onnx.block_size,
+                            "accuracy_level": 4 if scheme == "int4_cpu" else target.onnx.accuracy_level}
         artifacts[f"onnx-{scheme}"] = {
             "runtime": "onnx", "scheme": scheme, "precision": PRECISION[scheme], "quantization": quantization,
-            "transformers_js_dtype": {"int4": "q4"}.get(scheme, scheme),
+            "transformers_js_dtype": {"int4": "q4", "int4_cpu": None}.get(scheme, scheme),
             "files": {g: file_entry(staging, paths[g]) for g in ONNX_GRAPHS},
         }
         progress.update()

@@ -23,12 +23,14 @@ from vlsi_edge import atomic
 from vlsi_edge.config import ConfigError
 from vlsi_edge.contracts.quantize_aware import executorch_linear_config
 from vlsi_edge.families.parts import Parts
+from vlsi_edge.deploy.onnx_fusion import fuse_decoder
 from vlsi_edge.deploy.targets import ExecutorchTarget
 
 log = logging.getLogger(__name__)
 
 ONNX_SUFFIX = {"fp32": "", "fp16": "_fp16", "q8": "_quantized", "int8": "_int8", "uint8": "_uint8", "int4": "_q4",
-               "q4f16": "_q4f16"}  # by scheme; the transformers.js dtype is the scheme's name (int4: q4)
+               "q4f16": "_q4f16", "int4_cpu": "_q4_cpu"}
+# by scheme; the transformers.js dtype is the scheme's name (int4: q4); int4_cpu is onnxruntime-CPU only (no dtype)
 ONNX_GRAPHS = ("vision_encoder", "embed_tokens", "decoder_model_merged")
 
 
@@ -106,6 +108,10 @@ def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int, accuracy_l
         elif scheme in ("int4", "q4f16"):
             model = _int4(onnx.load(source), block_size, accuracy_level, method, (calibration or {}).get(graph))
             atomic.write_bytes(out, (_half(model) if scheme == "q4f16" else model).SerializeToString())
+        elif scheme == "int4_cpu":  # fused RMSNorms, int8 compute (accuracy_level 4): onnxruntime's CPU kernels only
+            model = fuse_decoder(source) if graph == "decoder_model_merged" else onnx.load(source)
+            model = _int4(model, block_size, 4, method, (calibration or {}).get(graph))
+            atomic.write_bytes(out, model.SerializeToString())
         elif scheme == "fp16":
             atomic.write_bytes(out, _half(onnx.load(source)).SerializeToString())
         else:

@@ -34,9 +34,10 @@ from vlsi_edge.config import ConfigError, load_config, option
 TARGETS_DIR = Path(__file__).resolve().parent / "profiles"
 
 ExecutorchScheme = Literal["fp32", "8da8w", "8da4w"]
-OnnxScheme = Literal["fp32", "fp16", "q8", "int8", "uint8", "int4", "q4f16"]  # transformers.js dtype names (int4: q4)
+# transformers.js dtype names (int4: q4), and int4_cpu: onnxruntime's CPU only
+OnnxScheme = Literal["fp32", "fp16", "q8", "int8", "uint8", "int4", "q4f16", "int4_cpu"]
 PRECISION = {"fp32": "fp32", "fp16": "fp16", "8da8w": "int8", "q8": "int8", "int8": "int8", "uint8": "int8", "8da4w": "int4",
-             "int4": "int4", "q4f16": "int4"}  # the weights' precision, which also picks the gate
+             "int4": "int4", "q4f16": "int4", "int4_cpu": "int4"}  # the weights' precision, which also picks the gate
 
 
 @dataclass
@@ -66,13 +67,14 @@ class ExecutorchTarget:
 @dataclass
 class OnnxTarget:
     schemes: list[OnnxScheme] = option(
-        ["fp32", "fp16", "q8", "int8", "uint8", "int4", "q4f16"], "one set of graphs per scheme, named as "
-        "transformers.js expects: fp32 '', fp16 '_fp16', q8 '_quantized' (its WASM default), int8 '_int8', uint8 "
-        "'_uint8', int4 '_q4', q4f16 '_q4f16' (fp16 and q4f16: WebGPU's)"
+        ["fp32", "fp16", "q8", "int8", "uint8", "int4", "q4f16", "int4_cpu"], "one set of graphs per scheme, named "
+        "as transformers.js expects: fp32 '', fp16 '_fp16', q8 '_quantized' (its WASM default), int8 '_int8', uint8 "
+        "'_uint8', int4 '_q4', q4f16 '_q4f16' (fp16 and q4f16: WebGPU's); and int4_cpu '_q4_cpu', onnxruntime's CPU "
+        "only (fused RMSNorms, int8 compute: the fastest CPU program, not one transformers.js loads)"
     )
     block_size: int = option(32, "int4 (MatMulNBits) block size: a power of two >= 16")
     accuracy_level: Literal[0, 1, 2, 3, 4] = option(
-        0, "int4 MatMulNBits compute type (onnxruntime's accuracy_level): 0 unset (fp32 activations), 1 fp32, "
+        0, "int4 / q4f16 MatMulNBits compute type (onnxruntime's accuracy_level; int4_cpu is always 4): 0 unset (fp32 activations), 1 fp32, "
         "2 fp16, 3 bf16, 4 int8 activations (dot-product / VNNI CPUs; what onnxruntime-genai's CPU builder sets)"
     )
     int4_method: Literal["rtn", "hqq", "gptq"] = option(
