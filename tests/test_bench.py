@@ -99,3 +99,24 @@ def test_train_cost_times_each_objective_in_its_own_process(tmp_path):
         assert 0 < row["min_step_s"] <= row["median_step_s"] <= row["max_step_s"]
         assert row["batch_size"] == 4 and row["trainable_parameters"] > 0
     assert "| VLsI interaction (step 2) |" in (tmp_path / "train_cost.md").read_text()
+
+
+def test_op_profile_splits_a_decode_step_into_ops(exported, tmp_path):
+    """ETDump's and onnxruntime's traces of the toy's programs: the top-level ExecuTorch rows add up to the step,
+    the int4 linears show as XNNPACK's 4-bit GEMM / MatMulNBits, and each layer's attention op is counted."""
+    result, zoo = exported
+    layers = zoo.model.config.text_config.num_hidden_layers
+    assert main(["--out", str(tmp_path), "op-profile", "--export", str(result.out_dir), "--artifact", "executorch-8da4w",
+                 "--threads", "1", "--steps", "4", "--prompt", "10"]) == 0
+    et = json.loads((tmp_path / "op_profile-executorch-8da4w.json").read_text())
+    rows = {r["op"]: r for r in et["rows"]}
+    assert sum(r["share"] for r in et["rows"] if r["level"] == 0) == pytest.approx(1.0, abs=0.02)
+    assert rows["llama::custom_sdpa.out"]["calls"] == 4 * layers and rows["llama::update_cache.out"]["calls"] == 8 * layers
+    assert any("QB4W" in op for op in rows) and 0 < et["decode_ms_per_step"] <= et["wall_ms_per_step"] * 1.5
+    assert main(["--out", str(tmp_path), "op-profile", "--export", str(result.out_dir), "--artifact", "onnx-int4",
+                 "--threads", "1", "--steps", "4", "--prompt", "10"]) == 0
+    ox = json.loads((tmp_path / "op_profile-onnx-int4.json").read_text())
+    rows = {r["op"]: r for r in ox["rows"]}
+    assert rows["MatMulNBits"]["calls"] == 4 * (7 * layers + 1)  # q k v o gate up down per layer, and lm_head
+    assert 0 < sum(r["share"] for r in ox["rows"]) <= 1.0 + 1e-6
+    assert "### onnx-int4: a decode step, op by op" in (tmp_path / "op_profile-onnx-int4.md").read_text()

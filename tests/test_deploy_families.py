@@ -135,22 +135,41 @@ def test_attention_lowers_whole_to_xnnpack(tiny):
     x = torch.randn_like(parts.vision_encoder.example_pixel_values())
     torch.testing.assert_close(program.module()(x), parts.vision_encoder(x), atol=1e-4, rtol=1e-4)
 
+    check_decoder_delegation(parts, model, llm_ops=True, per_layer=2)  # two partitions per layer today
+
+
+@pytest.mark.slow
+def test_aten_ops_decoder_lowers_to_xnnpack_too(tiny):
+    """The decoder without ExecuTorch's LLM ops (`executorch.llm_ops=false`, for runtimes built without them)."""
+    family, _, _, model = tiny
+    parts = split_model(model, family, TINY.image_size, max_cache_len=32)
+    check_decoder_delegation(parts, model, llm_ops=False, per_layer=7)  # six per layer today
+
+
+def check_decoder_delegation(parts, model, llm_ops: bool, per_layer: int) -> None:
+    """No safe-softmax op and no linear / matmul / softmax outside XNNPACK, at most `per_layer` partitions per
+    layer; on the LLM ops one attention op and two cache writes per layer and no index_put."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.devtools.backend_debug import get_delegation_info
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    from vlsi_edge.deploy.executorch_export import export_parts
+
     layers = model.config.get_text_config().num_hidden_layers
-    for llm_ops, per_layer in ((True, 2), (False, 7)):  # partitions per layer today: 2 (llm ops), 6 (aten ops)
-        decoder = export_parts(parts, llm_ops)["text_decoder"]
-        edge = to_edge_transform_and_lower({"forward": decoder}, partitioner=[XnnpackPartitioner()],
-                                           compile_config=EdgeCompileConfig(_check_ir_validity=False))
-        info = get_delegation_info(edge.exported_program("forward").graph_module)
-        frame = info.get_operator_delegation_dataframe()
-        left = {row.op_type: row.occurrences_in_non_delegated_graphs for row in frame.itertuples()
-                if row.occurrences_in_non_delegated_graphs and row.op_type != "Total"}
-        assert not set(left) & {"aten_any_dim", "aten_logical_not_default", "aten__safe_softmax_default"}, left
-        # Every linear and matmul of the decoder runs in XNNPACK (what is left: cache writes, views, norms' means).
-        assert not set(left) & {"aten_linear_default", "aten_bmm_default", "aten_mm_default", "aten__softmax_default"}, left
-        if llm_ops:  # one cache write per key / value and one attention op per layer, no index_put
-            assert left.get("llama_custom_sdpa_default") == layers and "aten_index_put_default" not in left, left
-            assert left.get("auto_functionalized_v2") == 2 * layers, left
-        assert info.num_delegated_subgraphs <= per_layer * layers + 2, (llm_ops, info.num_delegated_subgraphs, left)
+    decoder = export_parts(parts, llm_ops)["text_decoder"]
+    edge = to_edge_transform_and_lower({"forward": decoder}, partitioner=[XnnpackPartitioner()],
+                                       compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    info = get_delegation_info(edge.exported_program("forward").graph_module)
+    frame = info.get_operator_delegation_dataframe()
+    left = {row.op_type: row.occurrences_in_non_delegated_graphs for row in frame.itertuples()
+            if row.occurrences_in_non_delegated_graphs and row.op_type != "Total"}
+    assert not set(left) & {"aten_any_dim", "aten_logical_not_default", "aten__safe_softmax_default"}, left
+    # Every linear and matmul of the decoder runs in XNNPACK (what is left: cache writes, rotary slices).
+    assert not set(left) & {"aten_linear_default", "aten_bmm_default", "aten_mm_default", "aten__softmax_default"}, left
+    if llm_ops:
+        assert left.get("llama_custom_sdpa_default") == layers and "aten_index_put_default" not in left, left
+        assert left.get("auto_functionalized_v2") == 2 * layers, left
+    assert info.num_delegated_subgraphs <= per_layer * layers + 2, (llm_ops, info.num_delegated_subgraphs, left)
 
 
 def test_llm_ops_decoder_equals_the_static_cache_decoder(tiny):

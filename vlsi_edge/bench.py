@@ -2,7 +2,8 @@
 
     python -m vlsi_edge.bench distill                 # VLsI vs baselines and matching ablations, 5 seeds, paired
     python -m vlsi_edge.bench distill --seeds 0 --set train.sft.steps=50   # a smaller budget
-    python -m vlsi_edge.bench runtime                 # eager vs ExecuTorch vs onnxruntime (+ llama.cpp)
+    python -m vlsi_edge.bench runtime                 # eager vs ExecuTorch vs onnxruntime (+ llama.cpp, onnxruntime-genai)
+    python -m vlsi_edge.bench op-profile --export DIR --artifact executorch-8da4w   # a decode step, op by op
     python -m vlsi_edge.bench train-cost              # one interaction / final-KD / SFT step: time, memory
     python -m vlsi_edge.bench probe --model zoo:teacher   # per-layer verbalizer accuracy: pick target layers
     python -m vlsi_edge.bench preprocess --export DIR  # the export's Python processor vs transformers.js, resized images
@@ -47,6 +48,12 @@ def parse_args(argv):
                          help="models and exports are built here once and reused")
     runtime.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="export target override, e.g. executorch.schemes=[fp32] (fresh --work needed)")
+    ops = sub.add_parser("op-profile", help="one exported program's decode step, op by op (ETDump / onnxruntime's profiler)")
+    ops.add_argument("--export", type=Path, required=True, help="an export directory (python -m vlsi_edge.export)")
+    ops.add_argument("--artifact", required=True, help="e.g. executorch-8da4w, onnx-int4_cpu")
+    ops.add_argument("--threads", type=whole_number(1), default=os.cpu_count())
+    ops.add_argument("--prompt", type=whole_number(1), default=80, help="prefill tokens before the timed steps")
+    ops.add_argument("--steps", type=whole_number(1), default=32, help="decode steps profiled")
     probe = sub.add_parser("probe", help="verbalizer probe: first-answer-token accuracy of every decoder layer")
     probe.add_argument("--model", default="zoo:teacher", help="zoo:<name>, a local checkpoint or tiny:<layers>")
     probe.add_argument("--family", help="model family (default: from the checkpoint's config.json)")
@@ -84,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         result = runtime.run(args.out, args.work, args.models, args.threads, args.items, args.decode_tokens, command,
                              args.overrides, args.repeats)
         print(runtime.markdown(result))
+    elif args.command == "op-profile":
+        from vlsi_edge.benchmarks import op_profile
+
+        result = op_profile.profile(args.export, args.artifact, args.threads, args.prompt, args.steps)
+        name = f"op_profile-{args.artifact}"
+        atomic.write_json(args.out / f"{name}.json", {"command": command, **result})
+        atomic.write_text(args.out / f"{name}.md", op_profile.markdown(result, command))
+        print(op_profile.markdown(result, command))
     elif args.command == "probe":
         from vlsi_edge.benchmarks import probe
 

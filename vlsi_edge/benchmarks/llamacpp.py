@@ -35,6 +35,10 @@ a machine build without AMX instead:
       -DGGML_BMI2=ON -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON \
       -DGGML_AVX512_BF16=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
       pip install --no-cache-dir --force-reinstall --no-deps llama-cpp-python==0.3.36
+
+Those flags are for Intel: on AMD Zen 4 (AVX-512 VNNI but no AVX-VNNI, the machine of 2026-12-04) that build
+dies with "Illegal instruction" at the first decode. There, and on any CPU without AMX, build natively:
+`CMAKE_ARGS="-DGGML_NATIVE=ON" pip install --no-cache-dir --force-reinstall --no-deps llama-cpp-python==0.3.36`.
 """
 
 from __future__ import annotations
