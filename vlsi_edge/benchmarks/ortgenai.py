@@ -53,7 +53,7 @@ def genai_path(dims: dict, workdir: Path, seed: int = 0) -> Path:
     if (out / "genai_config.json").is_file():
         return out
     from vlsi_edge.benchmarks.llamacpp import build_llama
-    from vlsi_edge.zoo import zoo_path
+    from vlsi_edge.families.sources import zoo_path
 
     hf = Path(workdir) / f"genai-{key}-hf"
     start = time.perf_counter()
