@@ -296,14 +296,15 @@ def test_runners_refuse_tampered_truncated_and_corrupt_files(exported, tmp_path)
         OnnxVLM.from_manifest(copy, "onnx-fp32")
 
 
-def test_a_failed_export_leaves_the_previous_export_untouched(tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])  # 2: the bad setting is found in a lowering process, the error comes back
+def test_a_failed_export_leaves_the_previous_export_untouched(tmp_path, jobs):
     out = tmp_path / "exports" / "student-x"
     out.mkdir(parents=True)
     (out / "manifest.json").write_text("previous")
     zoo = load_model("student")
     target = load_target("x86_64", ["executorch.schemes=[8da4w]", "executorch.group_size=48"])
     with pytest.raises(ConfigError, match="executorch.group_size: 48 does not divide .*q_proj's input size 64"):
-        export_target(Source(zoo.path, "student"), target, out, overwrite=True)
+        export_target(Source(zoo.path, "student"), target, out, overwrite=True, jobs=jobs)
     assert (out / "manifest.json").read_text() == "previous"
     assert [p.name for p in out.parent.iterdir()] == ["student-x"]
 

@@ -17,6 +17,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from vlsi_edge.config import ConfigError
+
+
+CONFIG_ERROR = "config_error"
+
 
 class WorkerError(RuntimeError):
     """A worker exited with an error; the message ends with the last lines of its output."""
@@ -34,7 +39,10 @@ def spawn(module: str, job: dict, threads: int | None = None, timeout_s: float |
         if proc.returncode != 0 or not result.is_file():
             lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
             raise WorkerError(" / ".join(lines[-2:]) or f"{module} exited with {proc.returncode}")
-        return json.loads(result.read_text())
+        out = json.loads(result.read_text())
+        if isinstance(out, dict) and CONFIG_ERROR in out:  # bad input found in the worker: the caller's error too
+            raise ConfigError(out[CONFIG_ERROR])
+        return out
 
 
 def spawn_arrays(module: str, job: dict, threads: int | None = None) -> tuple[dict | None, str | None]:
@@ -55,6 +63,9 @@ def spawn_arrays(module: str, job: dict, threads: int | None = None) -> tuple[di
 def serve(handler: Callable[[dict], dict], argv: list[str] | None = None) -> int:
     """A worker module's main: read the job, run the handler, write its result."""
     job, result = sys.argv[1:] if argv is None else argv
-    out = handler(json.loads(job))
+    try:
+        out = handler(json.loads(job))
+    except ConfigError as e:  # bad input, not a crash: `spawn` raises it again in the caller, message intact
+        out = {CONFIG_ERROR: str(e)}
     Path(result).write_text(json.dumps(out))
     return 0

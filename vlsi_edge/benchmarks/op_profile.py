@@ -68,7 +68,7 @@ def _executorch(job: dict) -> dict:
             name = re.sub(r" #\d+$", "", event.name)  # "Fully Connected (...) GEMM #3" -> one row per kernel kind
             total[name] += sum(event.perf_data.raw[1:])  # raw[0] is the prefill
             calls[name] += steps
-    execute = sum(total[n] for n in total if n == "Method::execute") or wall_ms
+    execute = total.get("Method::execute") or wall_ms
     delegate, operator = total.pop("DELEGATE_CALL", 0.0), total.pop("OPERATOR_CALL", 0.0)
     total.pop("Method::execute", None)
     rows = [{"op": "delegate calls (XNNPACK)", "ms": delegate, "calls": calls["DELEGATE_CALL"], "level": 0},

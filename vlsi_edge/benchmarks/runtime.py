@@ -134,7 +134,8 @@ def across_repeats(passes: list[dict]) -> dict:
         values = [p[key] for p in passes if key in p]
         if values:
             row[key] = {"median": float(np.median(values)), "min": min(values), "max": max(values), "runs": values}
-    row["peak_rss_mb"] = round(max(p.get("peak_rss_mb", 0.0) for p in passes), 1)
+    if any("peak_rss_mb" in p for p in passes):  # the peers' workers do not measure it
+        row["peak_rss_mb"] = round(max(p["peak_rss_mb"] for p in passes if "peak_rss_mb" in p), 1)
     return row
 
 
@@ -222,8 +223,7 @@ def one_pass(row: str, model: str, model_dir: Path, export_dir: Path | None, inp
                                           tokens=decode_tokens, repeats=1, workdir=work / "gguf")
         if "tokens_per_s" not in result:
             return None, result.get("reason", "llama.cpp failed")
-        return {"decode_tokens_per_s": result["tokens_per_s"], "peak_rss_mb": result.get("peak_rss_mb", 0.0),
-                "file_bytes": result["file_bytes"], "weight_bytes": result["weight_bytes"],
+        return {"decode_tokens_per_s": result["tokens_per_s"], "file_bytes": result["file_bytes"], "weight_bytes": result["weight_bytes"],
                 "n_ctx": result.get("n_ctx"), "extra_buffers": result.get("extra_buffers")}, None
     if row == "hf":
         run, error = hf_row(model_dir, inputs, threads, decode_tokens)

@@ -57,9 +57,8 @@ def attention_implementation(module: nn.Module, name: str):
 class CustomOpCache:
     """The decoder's KV cache as transformers' attention sees it: `update` writes at `start_pos`."""
 
-    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor]):
-        self.keys, self.values = keys, values
-        self.start_pos: int | torch.SymInt = 0
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], start_pos: int | torch.SymInt):
+        self.keys, self.values, self.start_pos = keys, values, start_pos
 
     def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
         for new, cache in ((key_states, self.keys[layer_idx]), (value_states, self.values[layer_idx])):
@@ -96,8 +95,7 @@ class CustomOpDecoder(nn.Module):
         torch._check(start >= 0)
         torch._check(start + inputs_embeds.shape[1] <= self.max_cache_len)
         cache = CustomOpCache([getattr(self, f"key_cache_{i}") for i in range(self.layers)],
-                              [getattr(self, f"value_cache_{i}") for i in range(self.layers)])
-        cache.start_pos = start
+                              [getattr(self, f"value_cache_{i}") for i in range(self.layers)], start)
         if position_ids is None:
             position_ids = cache_position.unsqueeze(0)
         with attention_implementation(self.language_model, ATTENTION):

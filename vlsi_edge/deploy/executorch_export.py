@@ -39,9 +39,12 @@ def export_parts(parts: Parts, llm_ops: bool = True) -> dict:
         decoder_shapes["position_ids"] = {2: seq}
     with eager_attention(parts.vision_encoder):
         vision = export(parts.vision_encoder, (parts.vision_encoder.example_pixel_values(),), strict=False)
-    text_decoder = CustomOpDecoder(parts.text_decoder).eval() if llm_ops else parts.text_decoder
-    with eager_attention(text_decoder):
-        decoder = export(text_decoder, (), decoder_inputs, dynamic_shapes=decoder_shapes, strict=True)
+    if llm_ops:  # CustomOpDecoder switches the attention to ExecuTorch's op itself
+        decoder = export(CustomOpDecoder(parts.text_decoder).eval(), (), decoder_inputs, dynamic_shapes=decoder_shapes,
+                         strict=True)
+    else:
+        with eager_attention(parts.text_decoder):
+            decoder = export(parts.text_decoder, (), decoder_inputs, dynamic_shapes=decoder_shapes, strict=True)
     programs = {
         "vision_encoder": vision,
         "token_embedding": export(parts.token_embedding, (example_tokens,), dynamic_shapes=({1: seq},), strict=False),
