@@ -23,6 +23,8 @@ EXPORT_CASES = [
     (["--set", "onnx.schemes=[int3]"], "onnx.schemes[0]: 'int3' is not allowed"),
     (["--set", "executorch.schemes=[8da2w]"], "executorch.schemes[0]: '8da2w' is not allowed"),
     (["--set", "validation.size=0"], "validation.size: 0 must be >= 1"),
+    (["--set", "validation.timing_size=0"], "validation.timing_size: 0 must be >= 1"),
+    (["--set", "validation.jobs=-1"], "validation.jobs: -1 must be >= 0 (0: one per core)"),
     (["--set", "onnx.int4_method=awq"], "onnx.int4_method: 'awq' is not allowed"),
     (["--set", "executorch.int4_method=gptq"], "executorch.int4_method: 'gptq' is not allowed"),
     (["--model", "zoo:student", "--set", "onnx.int4_method=gptq", "--set", "onnx.calibration_data=/nope/chat.json"],

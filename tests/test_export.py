@@ -83,6 +83,7 @@ def test_report_has_every_metric_and_fp32_programs_match_the_float_student(expor
     report = json.loads((result.out_dir / "report.json").read_text())
     rows = {r["artifact"]: r for r in report["rows"]}
     assert report["items"] == 60 and set(rows) == {"float (PyTorch eager)", *ARTIFACTS}
+    assert report["timing_items"] == 20 and report["jobs"] >= 1
     for name in ARTIFACTS:
         row = rows[name]
         assert 0 < row["accuracy"] <= 1 and 0 < row["agreement"] <= 1 and row["first_token_kl"] >= 0
@@ -98,13 +99,34 @@ def test_report_has_every_metric_and_fp32_programs_match_the_float_student(expor
         assert set(row["per_family"]) == set(rows["float (PyTorch eager)"]["per_family"])
         # Items this program answers differently from the float model bound the paired loss.
         assert paired["float_only"] + paired["program_only"] <= round((1 - row["agreement"]) * report["items"])
+        assert 0 <= row["threads_changed"] <= report["timing_items"]
     for name in ("executorch-fp32", "onnx-fp32"):
+        assert rows[name]["threads_changed"] == 0  # their kernels split work by output: same answers at any threads
         assert rows[name]["agreement"] == 1.0 and rows[name]["accuracy"] == report["float_accuracy"]
         assert rows[name]["first_token_kl"] < 1e-6
         assert rows[name]["paired"]["loss_95"] == [0.0, 0.0]
     assert rows["onnx-int4"]["bytes"] < rows["onnx-int8"]["bytes"] < rows["onnx-fp32"]["bytes"]
     assert rows["executorch-8da4w"]["bytes"] < rows["executorch-fp32"]["bytes"]
     assert "| executorch-8da4w | 8da4w |" in (result.out_dir / "report.md").read_text()
+
+
+def test_validation_answers_do_not_depend_on_how_many_programs_run_side_by_side(exported, tmp_path):
+    """The answers pass run one program at a time and three side by side: the same report, speed aside."""
+    from vlsi_edge.validate.run import validate_export
+
+    result, zoo = exported
+    manifest = json.loads((result.out_dir / "manifest.json").read_text())
+    keep = ["executorch-8da4w", "onnx-int4"]
+    reports = []
+    for jobs in (1, 3):
+        export_dir = tmp_path / f"jobs{jobs}"
+        shutil.copytree(result.out_dir, export_dir)
+        (export_dir / "manifest.json").write_text(json.dumps({**manifest, "artifacts": {k: manifest["artifacts"][k] for k in keep}}))
+        target = load_target("android-arm64", ["validation.size=20", "validation.timing_size=4", f"validation.jobs={jobs}"])
+        reports.append(validate_export(export_dir, zoo.path, ShapesConfig(**zoo.card["data"]), target, "test"))
+    speed = {"encode_ms", "first_token_ms", "decode_tokens_per_s", "peak_rss_mb"}
+    one, three = ([{k: v for k, v in row.items() if k not in speed} for row in r["rows"]] for r in reports)
+    assert [r["jobs"] for r in reports] == [1, 3] and one == three and len(one) == 3
 
 
 def test_validation_float_row_scores_like_the_training_evaluator(exported):

@@ -112,10 +112,17 @@ class GateConfig:
 class ValidationConfig:
     size: int = option(1000, "ShapesVQA test items scored per program (real rendered images; 1000: the whole split, "
                              "enough to see a 1.5-point loss)")
+    timing_size: int = option(100, "items of the speed pass (encode, TTFT, decode tok/s, peak RSS): the first N of "
+                                   "the validation items, one program at a time with `threads` threads")
+    jobs: int = option(0, "programs answering side by side in the accuracy pass, one thread each (0: one per core; "
+                          "each job holds one program in memory)")
 
     def __post_init__(self):
-        if self.size < 1:
-            raise ConfigError(f"validation.size: {self.size} must be >= 1")
+        for key in ("size", "timing_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"validation.{key}: {getattr(self, key)} must be >= 1")
+        if self.jobs < 0:
+            raise ConfigError(f"validation.jobs: {self.jobs} must be >= 0 (0: one per core)")
 
 
 @dataclass
