@@ -181,3 +181,48 @@ def test_preprocess_bench_refuses_more_items_than_the_split_has():
 
     with pytest.raises(ConfigError, match="--items 1001: the ShapesVQA test split has 1000 items"):
         resized_items(ShapesConfig(), 96, 1001)
+
+
+def test_int4_cpu_fused_decoder_equals_the_exported_one(any_size):
+    """int4_cpu's fp32 decoder before int4 (deploy/onnx_fusion.py: onnxruntime-genai's builder for the Llama and Qwen2
+    text decoders, onnxruntime's RMSNorm fusion for Qwen2-VL's M-RoPE one) returns the exported decoder's logits and
+    presents, on a prefill and two decode steps each fed the presents of the step before."""
+    from collections import Counter
+
+    import onnxruntime as ort
+
+    from vlsi_edge.deploy.onnx_fusion import fused_decoder
+
+    family, out, manifest, _ = any_size
+    model = family.load(manifest["model"]["source"], torch.float32).eval()
+    path = out / "onnx" / "decoder_model_merged.onnx"
+    fused, how = fused_decoder(model, family, path, out)
+    ops = Counter(node.op_type for node in fused.graph.node)
+    layers = model.config.text_config.num_hidden_layers
+    # two norms per layer and the final one; the first layer's input norm has no residual add before it
+    assert (ops["SkipSimplifiedLayerNormalization"], ops["SimplifiedLayerNormalization"]) == (2 * layers, 1)
+    assert ops["ReduceMean"] == ops["Pow"] == 0
+    builder = family.name != "qwen2_vl"
+    assert how["method"].startswith("onnxruntime-genai" if builder else "onnxruntime transformer optimizer")
+    assert ops["GroupQueryAttention"] == (layers if builder else 0) and (ops["Softmax"] == 0) == builder
+    plain, fast = ort.InferenceSession(str(path)), ort.InferenceSession(fused.SerializeToString())
+    takes = {i.name for i in fast.get_inputs()}
+    assert ("position_ids" in takes) != builder
+    pasts = [i for i in plain.get_inputs() if i.name.startswith("past_key_values.")]
+    hidden = next(i for i in plain.get_inputs() if i.name == "inputs_embeds").shape[2]
+    rng = np.random.default_rng(0)
+    past = {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32) for i in pasts}
+    start = 0
+    for n in (7, 1, 1):
+        positions = np.arange(start, start + n)[None]
+        feeds = {"inputs_embeds": rng.standard_normal((1, n, hidden)).astype(np.float32),
+                 "attention_mask": np.ones((1, start + n), np.int64),
+                 "position_ids": np.broadcast_to(positions, (3, 1, n)).copy() if family.name == "qwen2_vl" else positions,
+                 **past}
+        want = dict(zip([o.name for o in plain.get_outputs()], plain.run(None, feeds)))
+        got = dict(zip([o.name for o in fast.get_outputs()], fast.run(None, {k: v for k, v in feeds.items() if k in takes})))
+        assert set(got) == set(want)
+        for name, value in want.items():
+            np.testing.assert_allclose(got[name], value, atol=1e-4, rtol=1e-4, err_msg=name)
+        past = {i.name: want[i.name.replace("past_key_values.", "present.")] for i in pasts}
+        start += n

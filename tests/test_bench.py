@@ -120,3 +120,8 @@ def test_op_profile_splits_a_decode_step_into_ops(exported, tmp_path):
     assert rows["MatMulNBits"]["calls"] == 4 * (7 * layers + 1)  # q k v o gate up down per layer, and lm_head
     assert 0 < sum(r["share"] for r in ox["rows"]) <= 1.0 + 1e-6
     assert "### onnx-int4: a decode step, op by op" in (tmp_path / "op_profile-onnx-int4.md").read_text()
+    # int4_cpu's builder decoder (no position_ids input): one GroupQueryAttention per layer and step
+    assert main(["--out", str(tmp_path), "op-profile", "--export", str(result.out_dir), "--artifact", "onnx-int4_cpu",
+                 "--threads", "1", "--steps", "4", "--prompt", "10"]) == 0
+    rows = {r["op"]: r for r in json.loads((tmp_path / "op_profile-onnx-int4_cpu.json").read_text())["rows"]}
+    assert rows["GroupQueryAttention"]["calls"] == 4 * layers and rows["MatMulNBits"]["calls"] == 4 * (5 * layers + 1)

@@ -90,22 +90,27 @@ def _onnx(job: dict) -> dict:
         options.profile_file_prefix = str(Path(tmp) / "ort")
         session = ort.InferenceSession(job["files"]["decoder_model_merged"], options, providers=["CPUExecutionProvider"])
         inputs = session.get_inputs()
-        hidden = inputs[0].shape[2]
+        hidden = next(i for i in inputs if i.name == "inputs_embeds").shape[2]
         rng = np.random.default_rng(0)
         past = {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32) for i in inputs
                 if i.name.startswith("past_key_values.")}
         n = job["prompt"]
-        feeds = {"inputs_embeds": rng.standard_normal((1, n, hidden)).astype(np.float32),
-                 "attention_mask": np.ones((1, n), np.int64), "position_ids": np.arange(n)[None], **past}
+        names = {i.name for i in inputs}  # int4_cpu's builder decoder takes no position_ids
+
+        def declared(feeds: dict) -> dict:
+            return {k: v for k, v in feeds.items() if k in names}
+
+        feeds = declared({"inputs_embeds": rng.standard_normal((1, n, hidden)).astype(np.float32),
+                          "attention_mask": np.ones((1, n), np.int64), "position_ids": np.arange(n)[None], **past})
         start = None
         for step in range(job["steps"] + 1):
             if step == 1:
                 start = time.perf_counter()
             out = session.run(None, feeds)
             past = {i.name: v for i, v in zip([i for i in inputs if i.name.startswith("past_key_values.")], out[1:])}
-            feeds = {"inputs_embeds": rng.standard_normal((1, 1, hidden)).astype(np.float32),
-                     "attention_mask": np.ones((1, n + step + 1), np.int64), "position_ids": np.array([[n + step]]),
-                     **past}
+            feeds = declared({"inputs_embeds": rng.standard_normal((1, 1, hidden)).astype(np.float32),
+                              "attention_mask": np.ones((1, n + step + 1), np.int64),
+                              "position_ids": np.array([[n + step]]), **past})
         wall_ms = (time.perf_counter() - start) * 1000
         trace = json.loads(Path(session.end_profiling()).read_text())
     runs = sorted((e for e in trace if e.get("name") == "model_run"), key=lambda e: e["ts"])[1:]  # drop the prefill

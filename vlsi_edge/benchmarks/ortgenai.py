@@ -14,7 +14,8 @@ Stages (files cached under `workdir`, so a re-run only times):
     time_decode   a 16-token prompt, then N `generate_next_token` calls (greedy, no EOS: the ids are
                   fixed in the prompt, and N is far below the context); median over repeats
 
-Optional: the `peer` extra (`pip install -e .[peer]`); without it `available()` says why.
+A core dependency now (its builder also writes the onnx-int4_cpu decoder: deploy/onnx_fusion.py); `available()` says why
+it does not import where the install is broken.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def available() -> tuple[bool, str]:
     try:
         import onnxruntime_genai
     except Exception as e:  # ImportError, or an OSError from its shared library
-        return False, f"{type(e).__name__}: {e} (install the optional extra: pip install -e .[peer])"
+        return False, f"{type(e).__name__}: {e} (it is a dependency of vlsi_edge: pip install -e .)"
     return True, f"onnxruntime-genai {onnxruntime_genai.__version__}"
 
 

@@ -27,6 +27,7 @@ from vlsi_edge.deploy.executorch_export import runner_metadata
 from vlsi_edge.deploy.executorch_job import start_executorch
 from vlsi_edge.deploy.hf_files import write_hf_files
 from vlsi_edge.deploy.onnx_export import export_onnx
+from vlsi_edge.deploy.onnx_fusion import fused_decoder
 from vlsi_edge.families.parts import split_model
 from vlsi_edge.deploy.quantize import ONNX_GRAPHS, quantize_onnx
 from vlsi_edge.deploy.targets import PRECISION, TargetConfig
@@ -319,8 +320,7 @@ ONNX_QUANTIZATION = {
     "int4": {"method": "onnxruntime MatMulNBits", "weights": "int4 symmetric", "ops": ["MatMul", "Gather"]},
     "q4f16": {"method": "onnxruntime MatMulNBits, then float16 conversion", "weights": "int4 symmetric, fp16 scales",
               "ops": ["MatMul", "Gather"], "io": "fp32 (keep_io_types)"},
-    "int4_cpu": {"method": "onnxruntime transformer optimizer (RMSNorm fusion), then MatMulNBits", "weights": "int4 symmetric",
-                 "ops": ["MatMul", "Gather"], "fused": ["SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"],
+    "int4_cpu": {"weights": "int4 symmetric", "ops": ["MatMul", "Gather"],
                  "runtime": "onnxruntime CPU only (int8 compute; not a transformers.js dtype: use onnx-int4 there)"},
 }
 
@@ -341,14 +341,21 @@ def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path
         t = time.perf_counter()
         feeds = calibrate(staging / "onnx")
         timings["onnx-calibration"] = round(time.perf_counter() - t, 1)
+    fused, fusion = None, {}
     for scheme in target.onnx.schemes:
         progress.set_postfix_str(f"onnx-{scheme}")
         t = time.perf_counter()
+        if scheme == "int4_cpu":  # the decoder with onnxruntime's fused operators (onnx_fusion), then int4
+            fused, fusion = fused_decoder(model, family, fp32["decoder_model_merged"], staging)
+            fusion = {**fusion, "method": fusion["method"] + ", then MatMulNBits"}
         paths = fp32 if scheme == "fp32" else quantize_onnx(staging / "onnx", scheme, target.onnx.block_size,
-                                                            target.onnx.accuracy_level, target.onnx.int4_method, feeds)
+                                                            target.onnx.accuracy_level, target.onnx.int4_method, feeds,
+                                                            fused)
         if scheme != "fp32":
             timings[f"onnx-{scheme}"] = round(time.perf_counter() - t, 1)
         quantization = ONNX_QUANTIZATION.get(scheme)
+        if scheme == "int4_cpu":
+            quantization = {**fusion, **quantization}
         if scheme in ("int4", "q4f16", "int4_cpu"):
             weights = {"rtn": "int4 symmetric (round to nearest)",
                        "hqq": "int4: MatMul asymmetric (HQQ), the embedding table symmetric round to nearest",

@@ -23,7 +23,6 @@ from vlsi_edge import atomic
 from vlsi_edge.config import ConfigError
 from vlsi_edge.contracts.quantize_aware import executorch_linear_config
 from vlsi_edge.families.parts import Parts
-from vlsi_edge.deploy.onnx_fusion import fuse_decoder
 from vlsi_edge.deploy.targets import ExecutorchTarget
 
 log = logging.getLogger(__name__)
@@ -83,11 +82,11 @@ def quantize_parts(parts: Parts, scheme: str, target: ExecutorchTarget) -> dict:
 
 
 def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int, accuracy_level: int = 0,
-                  method: str = "rtn", calibration: dict[str, list[dict]] | None = None) -> dict[str, Path]:
+                  method: str = "rtn", calibration: dict[str, list[dict]] | None = None, fused=None) -> dict[str, Path]:
     """Write the `scheme` variants of the three fp32 graphs beside them; returns their paths by graph name.
     accuracy_level: the int4 MatMulNBits compute type (0: unset); method: how int4 weights are chosen
     (rtn: symmetric round-to-nearest, hqq: HQQ's asymmetric fit, gptq: GPTQ on `calibration`, each graph's
-    recorded feeds: vlsi_edge.deploy.calibration)."""
+    recorded feeds: vlsi_edge.deploy.calibration); fused: int4_cpu's fp32 decoder (`onnx_fusion.fused_decoder`)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -108,8 +107,10 @@ def quantize_onnx(onnx_dir: str | Path, scheme: str, block_size: int, accuracy_l
         elif scheme in ("int4", "q4f16"):
             model = _int4(onnx.load(source), block_size, accuracy_level, method, (calibration or {}).get(graph))
             atomic.write_bytes(out, (_half(model) if scheme == "q4f16" else model).SerializeToString())
-        elif scheme == "int4_cpu":  # fused RMSNorms, int8 compute (accuracy_level 4): onnxruntime's CPU kernels only
-            model = fuse_decoder(source) if graph == "decoder_model_merged" else onnx.load(source)
+        elif scheme == "int4_cpu":  # the fused decoder, int8 compute (accuracy_level 4): onnxruntime's CPU kernels only
+            if graph == "decoder_model_merged" and fused is None:
+                raise ValueError("int4_cpu needs the fused decoder (vlsi_edge.deploy.onnx_fusion.fused_decoder)")
+            model = fused if graph == "decoder_model_merged" else onnx.load(source)
             model = _int4(model, block_size, 4, method, (calibration or {}).get(graph))
             atomic.write_bytes(out, model.SerializeToString())
         elif scheme == "fp16":
@@ -152,6 +153,8 @@ def _int4(model, block_size: int, accuracy_level: int, method: str, feeds: list[
     elif matmul:  # symmetric: onnxruntime's GPTQ packs asymmetric zero points wrongly when K / block is odd
         if not feeds:
             raise ValueError("onnx.int4_method gptq needs calibration feeds for every graph")
+        inputs = {i.name for i in model.graph.input}  # the builder's decoder takes no position_ids
+        feeds = [{k: v for k, v in feed.items() if k in inputs} for feed in feeds]
         model = run(model, GPTQWeightOnlyQuantConfig(calibration_data_reader=Feeds(feeds), op_types_to_quantize=("MatMul",)),
                     block_size=block_size, is_symmetric=True)
     model = run(model, rtn(("Gather",)))  # the embedding table: round to nearest (neither method quantizes a Gather)

@@ -70,7 +70,8 @@ class OnnxTarget:
         ["fp32", "fp16", "q8", "int8", "uint8", "int4", "q4f16", "int4_cpu"], "one set of graphs per scheme, named "
         "as transformers.js expects: fp32 '', fp16 '_fp16', q8 '_quantized' (its WASM default), int8 '_int8', uint8 "
         "'_uint8', int4 '_q4', q4f16 '_q4f16' (fp16 and q4f16: WebGPU's); and int4_cpu '_q4_cpu', onnxruntime's CPU "
-        "only (fused RMSNorms, int8 compute: the fastest CPU program, not one transformers.js loads)"
+        "only (the decoder by onnxruntime-genai's builder: fused attention and RMSNorms; int8 compute: the fastest CPU "
+        "program, not one transformers.js loads)"
     )
     block_size: int = option(32, "int4 (MatMulNBits) block size: a power of two >= 16")
     accuracy_level: Literal[0, 1, 2, 3, 4] = option(

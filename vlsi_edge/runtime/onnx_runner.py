@@ -25,6 +25,8 @@ class OnnxVLM:
             _session(paths[name], options) for name in ("vision_encoder", "embed_tokens", "decoder_model_merged")
         )
         self.past_inputs = [i for i in self.decoder.get_inputs() if i.name.startswith("past_key_values.")]
+        # int4_cpu's decoder from onnxruntime-genai's builder takes no position_ids (deploy/onnx_fusion.py)
+        self.takes_positions = any(i.name == "position_ids" for i in self.decoder.get_inputs())
         self.vision_shape = self.vision.get_inputs()[0].shape
         self.image_token_id = image_token_id
         self.image_grid = image_grid
@@ -63,12 +65,11 @@ class OnnxVLM:
         n = embeds.shape[1]
         if positions is None:
             positions = np.arange(start, start + n, dtype=np.int64)[None]
-        logits, *presents = self.decoder.run(None, {
-            "inputs_embeds": embeds.astype(np.float32),
-            "attention_mask": np.ones((1, start + n), np.int64),
-            "position_ids": positions,
-            **self._past,
-        })
+        feeds = {"inputs_embeds": embeds.astype(np.float32), "attention_mask": np.ones((1, start + n), np.int64),
+                 **self._past}
+        if self.takes_positions:
+            feeds["position_ids"] = positions
+        logits, *presents = self.decoder.run(None, feeds)
         self._past = {i.name: p for i, p in zip(self.past_inputs, presents)}
         return logits[0, -1]
 
