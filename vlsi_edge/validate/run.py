@@ -67,11 +67,13 @@ def validate_export(export_dir: Path, model_dir: Path, data: ShapesConfig, targe
         with ThreadPoolExecutor(jobs) as pool:  # threads that wait on the worker processes
             answered = list(tqdm(pool.map(lambda name: run_program(export_dir, name, inputs, 1, target.max_new_tokens),
                                           names), total=len(names), desc="validate: answers", unit="artifact"))
+        if answered[0][1] is not None:  # no reference: nothing to time either
+            raise RuntimeError(f"the float student {model_dir} failed in the validation worker: {answered[0][1]}")
         timed = [run_program(export_dir, name, timing_inputs, threads, target.max_new_tokens)
                  for name in tqdm(names, desc="validate: speed", unit="artifact")]
-    (run, error), (timing, timing_error) = answered[0], timed[0]
-    if error is not None or timing_error is not None:
-        raise RuntimeError(f"the float student {model_dir} failed in the validation worker: {error or timing_error}")
+    (run, _), (timing, timing_error) = answered[0], timed[0]
+    if timing_error is not None:
+        raise RuntimeError(f"the float student {model_dir} failed in the validation worker: {timing_error}")
     reference = Reference(samples, decode_answers(tokenizer, run), run["first_logits"])
     float_accuracy = round(float(score(reference.answers, samples)["accuracy"]), 4)
     rows = [{"artifact": FLOAT_ROW, "runtime": "pytorch", "scheme": "fp32", "bytes": None,
