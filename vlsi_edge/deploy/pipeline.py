@@ -347,7 +347,6 @@ def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path
         t = time.perf_counter()
         if scheme == "int4_cpu":  # the decoder with onnxruntime's fused operators (onnx_fusion), then int4
             fused, fusion = fused_decoder(model, family, fp32["decoder_model_merged"], staging)
-            fusion = {**fusion, "method": fusion["method"] + ", then MatMulNBits"}
         paths = fp32 if scheme == "fp32" else quantize_onnx(staging / "onnx", scheme, target.onnx.block_size,
                                                             target.onnx.accuracy_level, target.onnx.int4_method, feeds,
                                                             fused)
@@ -355,7 +354,7 @@ def onnx_artifacts(model, family, size: int, target: TargetConfig, staging: Path
             timings[f"onnx-{scheme}"] = round(time.perf_counter() - t, 1)
         quantization = ONNX_QUANTIZATION.get(scheme)
         if scheme == "int4_cpu":
-            quantization = {**fusion, **quantization}
+            quantization = {**quantization, **fusion, "method": fusion["method"] + ", then MatMulNBits"}
         if scheme in ("int4", "q4f16", "int4_cpu"):
             weights = {"rtn": "int4 symmetric (round to nearest)",
                        "hqq": "int4: MatMul asymmetric (HQQ), the embedding table symmetric round to nearest",

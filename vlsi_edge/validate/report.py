@@ -108,8 +108,8 @@ def markdown(report: dict) -> str:
         "",
         f"Model: `{report['model']}` ({report['family']}). {report['items']} ShapesVQA test items (real rendered "
         f"images), greedy answers ({report['jobs']} programs side by side, one thread each); speed on the first "
-        f"{report['timing_items']} of them, one program at a time, {report['threads']} thread(s). Gate: the upper end of the 95% paired interval of "
-        f"the accuracy lost against the float student, in points. Verdict: **{'PASS' if report['passed'] else 'FAIL'}**.",
+        f"{report['timing_items']} of them, one program at a time, {report['threads']} thread(s). Gate: the upper end "
+        f"of the 95% paired interval of the accuracy lost against the float student, in points. Verdict: **{'PASS' if report['passed'] else 'FAIL'}**.",
         "",
         *chain(report),
         "| " + " | ".join(title for _, title in COLUMNS) + " |",
@@ -120,8 +120,9 @@ def markdown(report: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     errors = [f"- `{row['artifact']}` failed to run: {row['error']}" for row in report["rows"] if row.get("error")]
     lines += ["", *errors] if errors else []
-    drift = [f"- `{row['artifact']}`: {row['threads_changed']} of the {report['timing_items']} speed-pass answers differ "
-             f"with {report['threads']} threads from its answers with one" for row in report["rows"] if row.get("threads_changed")]
+    drift = [f"- `{row['artifact']}`: {row['threads_changed']} of the {report['timing_items']} speed-pass answers "
+             f"differ with {report['threads']} threads from its answers with one"
+             for row in report["rows"] if row.get("threads_changed")]
     lines += ["", *drift] if drift else []
     lines += ["", *per_family_table(report["rows"]), "", *margin_table(report["rows"])]
     lines += [
